@@ -3,7 +3,7 @@
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-pkgs=(cmake ninja-build g++ make pkg-config libgtest-dev nlohmann-json3-dev git ca-certificates)
+pkgs=(cmake ninja-build g++ make pkg-config libgtest-dev nlohmann-json3-dev libicu-dev git ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
