@@ -1,0 +1,166 @@
+// Backend ops: one Params struct per op, the validation every backend shares, and the device
+// dispatch (ops.cpp is the only place that switches on the device). Each op has a float64
+// reference (src/reference/ref_ops.h) and a CPU implementation (src/backend/cpu/cpu_ops.h).
+//
+// Layouts are head-major and contiguous along head_dim. Query head h uses KV head h / G
+// (G = n_q_heads / n_kv_heads, consecutive query heads share a KV head, as in LLaMA GQA).
+// `pos` is a token position; `slot` is an index into a compacted KV cache (never mixed).
+// `scale` 0 means 1/sqrt(head_dim).
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "core/tensor_view.h"
+#include "sparse/sparse_options.h"
+
+namespace tca {
+
+enum class Device { kCpu, kCuda };
+const char* device_name(Device d);
+
+// Dense causal attention with GQA. Query i (position q_pos0 + i) sees keys [0, q_pos0 + i].
+struct AttentionDenseParams {
+    TensorView q;    // [n_q_heads, n_q, head_dim] f32
+    TensorView k;    // [n_kv_heads, n_kv, head_dim] f32|f16|bf16; key j at position j
+    TensorView v;    // [n_kv_heads, n_kv, head_dim] same dtype as k
+    TensorView out;  // [n_q_heads, n_q, head_dim] f32
+    int64_t q_pos0 = 0;  // q_pos0 + n_q <= n_kv
+    float scale = 0.0f;
+};
+
+// Token importance (tca-method M2): per KV head, the mean over its G query heads and the
+// n_obs observation queries of each query's causal softmax row over the keys.
+struct TokenImportanceParams {
+    TensorView q;       // [n_q_heads, n_obs, head_dim] f32: the last n_obs queries
+    TensorView k;       // [n_kv_heads, n_kv, head_dim] f32|f16|bf16
+    TensorView scores;  // [n_kv_heads, n_kv] f32 out; keys after every obs query score 0
+    int64_t q_pos0 = -1;  // position of obs query 0; -1 means n_kv - n_obs
+    float scale = 0.0f;
+};
+
+// Block mass, HHI and block score h_j over the n candidate blocks (tca-method M3).
+struct BlockScoreParams {
+    TensorView scores;       // [n_kv_heads, n_kv] f32 token importance
+    TensorView mass;         // [n_kv_heads, n_blocks] f32 out: m_j
+    TensorView hhi;          // [n_kv_heads, n_blocks] f32 out: HHI_j (1 when m_j == 0)
+    TensorView block_score;  // [n_kv_heads, n_blocks] f32 out: h_j
+    int block_size = 128;
+    float alpha = 0.5f;
+    MassNorm mass_norm = MassNorm::kMax;
+};
+
+// Per-block budgets (tca-method M4): blocks ranked by h_j descending (ties: lower j first),
+// block j keeps t_j = psi[rank_j].
+struct BlockBudgetParams {
+    TensorView block_score;  // [n_kv_heads, n_blocks] f32 h_j
+    TensorView psi;          // [n_kv_heads, n_blocks] i32 non-increasing, each in [0, b]
+    TensorView keep;         // [n_kv_heads, n_blocks] i32 out: t_j
+    int block_size = 128;
+};
+
+// Token selection (tca-method M5): the keep[j] positions of block j with the largest score
+// (ties: lower position), all blocks' picks merged in ascending position order.
+struct TokenSelectParams {
+    TensorView scores;      // [n_kv_heads, n_kv] f32
+    TensorView keep;        // [n_kv_heads, n_blocks] i32, each in [0, block_size]
+    TensorView selected;    // [n_kv_heads, cap] i32 out: positions; cap >= sum_j keep[j]
+    TensorView n_selected;  // [n_kv_heads] i32 out
+    int block_size = 128;
+};
+
+// Gather rows of K/V at given positions into a compacted cache (tca-method M7): the global
+// list for sparse prefill, and the cache after prefill (selection + local band).
+struct KvGatherParams {
+    TensorView k;            // [n_kv_heads, n_kv, head_dim] f32|f16|bf16
+    TensorView v;            // [n_kv_heads, n_kv, head_dim]
+    TensorView positions;    // [n_kv_heads, cap] i32 strictly ascending, each < n_kv
+    TensorView n_positions;  // [n_kv_heads] i32, <= min(cap, cap_out)
+    TensorView k_out;        // [n_kv_heads, cap_out, head_dim] same dtype as k; slots [0, n)
+    TensorView v_out;        // [n_kv_heads, cap_out, head_dim]
+    TensorView slot_pos;     // [n_kv_heads, cap_out] i32 out: position held by each slot
+};
+
+// Sparse prefill attention (tca-method M6). Query at position i sees the selected tokens of
+// the first v(i) candidate blocks (global slots with pos < v(i) * b) and every position in
+// [v(i) * b, i] densely; one softmax over both.
+struct SparsePrefillParams {
+    TensorView q;           // [n_q_heads, n_q, head_dim] f32, query i at position q_pos0 + i
+    TensorView k;           // [n_kv_heads, n_kv, head_dim] full keys (local band)
+    TensorView v;           // [n_kv_heads, n_kv, head_dim]
+    TensorView k_global;    // [n_kv_heads, cap, head_dim] gathered selection, ascending pos
+    TensorView v_global;    // [n_kv_heads, cap, head_dim]
+    TensorView global_pos;  // [n_kv_heads, cap] i32 positions of the gathered slots, < n*b
+    TensorView n_global;    // [n_kv_heads] i32
+    TensorView out;         // [n_q_heads, n_q, head_dim] f32
+    int64_t q_pos0 = 0;
+    int64_t n_blocks = 0;   // n candidate blocks (M3)
+    int block_size = 128;
+    int local_window = 4096;
+    float scale = 0.0f;
+};
+
+// Attention over the ragged compacted cache (tca-method M7): decoding and chunks after
+// prefill. Query i (position q_pos0 + i) sees the slots s < n_slots[h] with
+// slot_pos[h, s] <= q_pos0 + i; slot positions ascend within [0, n_slots).
+struct DecodeAttentionParams {
+    TensorView q;         // [n_q_heads, n_q, head_dim] f32
+    TensorView k_cache;   // [n_kv_heads, cap, head_dim] f32|f16|bf16
+    TensorView v_cache;   // [n_kv_heads, cap, head_dim]
+    TensorView slot_pos;  // [n_kv_heads, cap] i32
+    TensorView n_slots;   // [n_kv_heads] i32
+    TensorView out;       // [n_q_heads, n_q, head_dim] f32
+    int64_t q_pos0 = 0;
+    float scale = 0.0f;
+};
+
+// Decode-time block compaction (tca-method M7). For each KV head h with keep[h] >= 0, the
+// oldest local block, slots [n_global[h], n_global[h] + b), is scored with the given queries
+// (group and query mean of a softmax over that block only), its keep[h] best tokens (ties:
+// lower position) move to the end of the global part in position order, the other b - keep[h]
+// are dropped and the rest of the local part moves down: n_global += keep, n_slots -= b - keep.
+// Requires n_slots[h] - n_global[h] >= b for those heads.
+struct BlockCompactParams {
+    TensorView q;         // [n_q_heads, n_q, head_dim] f32 scorer queries (current step)
+    TensorView k_cache;   // [n_kv_heads, cap, head_dim] in/out
+    TensorView v_cache;   // [n_kv_heads, cap, head_dim] in/out
+    TensorView slot_pos;  // [n_kv_heads, cap] i32 in/out
+    TensorView n_global;  // [n_kv_heads] i32 in/out
+    TensorView n_slots;   // [n_kv_heads] i32 in/out
+    TensorView keep;      // [n_kv_heads] i32: tokens kept from the block, -1 = leave the head
+    int block_size = 128;
+    float scale = 0.0f;
+};
+
+// The op list, for dispatch declarations and the coverage test (every op needs a reference,
+// a CPU implementation and parity cases).
+#define TCA_FOR_EACH_OP(X)                        \
+    X(attention_dense, AttentionDenseParams)      \
+    X(token_importance, TokenImportanceParams)    \
+    X(block_score, BlockScoreParams)              \
+    X(block_budget, BlockBudgetParams)            \
+    X(token_select, TokenSelectParams)            \
+    X(kv_gather, KvGatherParams)                  \
+    X(sparse_prefill, SparsePrefillParams)        \
+    X(decode_attention, DecodeAttentionParams)    \
+    X(block_compact, BlockCompactParams)
+
+// Shape, dtype and parameter validation shared by every backend. The message names the
+// parameter and its value, e.g. "sparse_prefill: block_size must be a power of two, got 100".
+#define TCA_DECLARE_VALIDATE(name, Params) Status validate(const Params& p);
+TCA_FOR_EACH_OP(TCA_DECLARE_VALIDATE)
+#undef TCA_DECLARE_VALIDATE
+
+// Head dims every backend supports: multiples of 8 in [8, 256].
+Status validate_head_dim(int64_t head_dim, const char* op);
+// 1/sqrt(head_dim) when scale == 0.
+float effective_scale(float scale, int64_t head_dim);
+
+// Device dispatch: validates, then runs the op on `device`.
+namespace ops {
+#define TCA_DECLARE_DISPATCH(name, Params) Status name(Device device, const Params& p);
+TCA_FOR_EACH_OP(TCA_DECLARE_DISPATCH)
+#undef TCA_DECLARE_DISPATCH
+}  // namespace ops
+
+}  // namespace tca

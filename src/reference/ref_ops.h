@@ -1,0 +1,12 @@
+// Float64 reference of every op in backend/ops.h: naive loops written straight from
+// tca-method M2-M7, the oracle for parity tests on every backend. Linked only by tests and
+// benchmarks. Each function validates its Params exactly like the backends.
+#pragma once
+
+#include "backend/ops.h"
+
+namespace tca::ref {
+#define TCA_DECLARE_REF_OP(name, Params) Status name(const Params& p);
+TCA_FOR_EACH_OP(TCA_DECLARE_REF_OP)
+#undef TCA_DECLARE_REF_OP
+}  // namespace tca::ref

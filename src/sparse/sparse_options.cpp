@@ -1,0 +1,49 @@
+// Validation and names for SparseOptions (sparse_options.h).
+#include "sparse/sparse_options.h"
+
+#include <cmath>
+
+namespace tca {
+
+const char* mass_norm_name(MassNorm m) { return m == MassNorm::kMax ? "max" : "none"; }
+
+Result<MassNorm> parse_mass_norm(const std::string& name) {
+    if (name == "max") return MassNorm::kMax;
+    if (name == "none") return MassNorm::kNone;
+    return invalid_argument("mass_norm must be 'max' or 'none', got '%s'", name.c_str());
+}
+
+Status validate_block_size(int64_t block_size) {
+    if (block_size < 1 || block_size > 4096 || (block_size & (block_size - 1)) != 0) {
+        return invalid_argument("block_size must be a power of two in [1, 4096], got %lld",
+                                static_cast<long long>(block_size));
+    }
+    return Status();
+}
+
+Status validate_local_window(int64_t local_window, int64_t block_size) {
+    if (local_window < block_size || local_window % block_size != 0) {
+        return invalid_argument(
+            "local_window must be a positive multiple of block_size %lld, got %lld",
+            static_cast<long long>(block_size), static_cast<long long>(local_window));
+    }
+    return Status();
+}
+
+Status validate(const SparseOptions& opt) {
+    TCA_RETURN_IF_ERROR(validate_block_size(opt.block_size));
+    TCA_RETURN_IF_ERROR(validate_local_window(opt.local_window, opt.block_size));
+    if (!(opt.alpha >= 0.0 && opt.alpha <= 1.0)) {
+        return invalid_argument("alpha must be in [0, 1], got %g", opt.alpha);
+    }
+    if (opt.obs_window < 1 || opt.obs_window > opt.local_window) {
+        return invalid_argument("obs_window must be in [1, local_window=%d], got %d",
+                                opt.local_window, opt.obs_window);
+    }
+    if (!(opt.tau > 0.0 && opt.tau <= 1.0)) {
+        return invalid_argument("tau must be in (0, 1], got %g", opt.tau);
+    }
+    return Status();
+}
+
+}  // namespace tca

@@ -1,0 +1,48 @@
+// TCA-Attention parameters (tca-method M1) and the geometry shared by every backend:
+// candidate blocks (M3) and the blocks a query may see under the causal rule (M6).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+
+namespace tca {
+
+// How block mass enters the block score h_j (tca-method M3).
+enum class MassNorm { kMax, kNone };
+const char* mass_norm_name(MassNorm m);
+Result<MassNorm> parse_mass_norm(const std::string& name);
+
+struct SparseOptions {
+    int block_size = 128;      // b, a power of two
+    int local_window = 4096;   // w, a multiple of b
+    double alpha = 0.5;        // blend of mass and spread in h_j (M3)
+    MassNorm mass_norm = MassNorm::kMax;
+    int obs_window = 1;        // queries averaged for token importance (M2); 1 = the paper
+    double tau = 0.9;          // calibration threshold on retained mass (M8)
+};
+
+// Every parameter checked; the message names the parameter and its value.
+Status validate(const SparseOptions& opt);
+Status validate_block_size(int64_t block_size);
+Status validate_local_window(int64_t local_window, int64_t block_size);
+
+// n = max(0, floor((L - w) / b)) complete candidate blocks before the local band (M3).
+inline int64_t n_candidate_blocks(int64_t n_tokens, int64_t local_window, int64_t block_size) {
+    if (n_tokens <= local_window) return 0;
+    return (n_tokens - local_window) / block_size;
+}
+
+// v(i) = clamp(floor((i - w + 1) / b), 0, n): the candidate blocks lying entirely at or before
+// i - w, whose selected tokens query position i sees (M6). Floor division of a negative
+// numerator is handled by the clamp (numerator < 0 means no block).
+inline int64_t visible_blocks(int64_t pos, int64_t local_window, int64_t block_size,
+                              int64_t n_blocks) {
+    const int64_t num = pos - local_window + 1;
+    if (num < 0) return 0;
+    return std::min(num / block_size, n_blocks);
+}
+
+}  // namespace tca
