@@ -2,7 +2,9 @@
 function(tca_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
                                            -Wno-sign-conversion -Wnon-virtual-dtor
-                                           -Wcast-align -Wformat=2 -Wimplicit-fallthrough)
+                                           -Wcast-align -Wformat=2 -Wimplicit-fallthrough
+                                           # GCC 12 reports false -Wrestrict in libstdc++ string code
+                                           -Wno-restrict)
   if(TCA_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -94,6 +94,19 @@ TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> sha
     return v;
 }
 
+TensorView slice(const TensorView& t, int dim, int64_t start, int64_t len) {
+    TCA_ASSERT(dim >= 0 && dim < t.ndim, "slice dim %d of a %d-d tensor", dim, t.ndim);
+    const auto u = static_cast<size_t>(dim);
+    TCA_ASSERT(start >= 0 && len >= 0 && start + len <= t.shape[u],
+               "slice [%lld, %lld) of extent %lld", static_cast<long long>(start),
+               static_cast<long long>(start + len), static_cast<long long>(t.shape[u]));
+    TensorView v = t;
+    v.data = static_cast<char*>(t.data) +
+             start * t.stride[u] * static_cast<int64_t>(dtype_size(t.dtype));
+    v.shape[u] = len;
+    return v;
+}
+
 void HostTensor::Free::operator()(void* p) const { std::free(p); }
 
 HostTensor::HostTensor(DType dtype, std::initializer_list<int64_t> shape)

@@ -40,6 +40,8 @@ struct TensorView {
 
 // A contiguous (row-major) view over `data` with the given shape.
 TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> shape);
+// The sub-view [start, start + len) along `dim`, same strides (no copy).
+TensorView slice(const TensorView& t, int dim, int64_t start, int64_t len);
 // Same with const data (the view type itself is not const-qualified; ops document read/write).
 inline TensorView make_view(const void* data, DType dtype, std::initializer_list<int64_t> shape) {
     return make_view(const_cast<void*>(data), dtype, shape);
