@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -117,6 +118,63 @@ inline std::vector<uint8_t> make_tiny_gguf(const TinyModelSpec& s) {
     add("output_norm.weight", GgmlType::kF32, {s.n_embd});
     if (!s.tied) add("output.weight", mt, {s.n_vocab, s.n_embd});
     return w.to_bytes();
+}
+
+}  // namespace tca::testing
+
+namespace tca::testing {
+
+struct StTensorSpec {
+    std::string name;
+    std::string dtype;  // "F32", "F16", "BF16", ...
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> bytes;
+};
+
+// A safetensors file: header JSON written by hand (offsets contiguous, in order), padded with
+// spaces to a multiple of 8 like the reference writer.
+inline std::vector<uint8_t> make_safetensors(const std::vector<StTensorSpec>& tensors,
+                                             const std::string& metadata_json = "") {
+    std::string h = "{";
+    uint64_t off = 0;
+    bool first = true;
+    if (!metadata_json.empty()) {
+        h += "\"__metadata__\":" + metadata_json;
+        first = false;
+    }
+    for (const StTensorSpec& t : tensors) {
+        if (!first) h += ",";
+        first = false;
+        h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+        for (size_t i = 0; i < t.shape.size(); ++i) {
+            h += (i ? "," : "") + std::to_string(t.shape[i]);
+        }
+        h += "],\"data_offsets\":[" + std::to_string(off) + "," +
+             std::to_string(off + t.bytes.size()) + "]}";
+        off += t.bytes.size();
+    }
+    h += "}";
+    while (h.size() % 8) h += ' ';
+    // Built as a string: GCC 12 misreports vector inserts after a fixed-size prefix.
+    std::string all(8, '\0');
+    const uint64_t n = h.size();
+    std::memcpy(all.data(), &n, 8);
+    all += h;
+    for (const StTensorSpec& t : tensors) {
+        all.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+    }
+    return std::vector<uint8_t>(all.begin(), all.end());
+}
+
+inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+    std::vector<uint8_t> b(v.size() * 4);
+    std::memcpy(b.data(), v.data(), b.size());
+    return b;
+}
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace tca::testing
