@@ -1,0 +1,100 @@
+// The one CPU attention kernel shared by attention_dense, sparse_prefill and decode_attention
+// (tca-method M6, M7), and the QK building block reused by token_importance/block_compact.
+//
+// AttentionTile holds a tile of query rows (all G heads of one KV group x Tq consecutive
+// queries, row r = t * G + g) and flash-attention online-softmax state (running max m, sum l,
+// f32 accumulator) that attend() carries across any number of key ranges of any buffers; each
+// row has its own visible key interval [lo_r, hi_r) per call. Keys come in tiles of kTileKeys:
+// a tile is converted once to f32 row-major (zero copy for f32 storage) and shared by every row.
+//   S^T = K_tile . Q^T : 6 keys x 16 rows register-blocked FMA, rows in the SIMD lanes, so the
+//                        softmax max/sum run vertically over keys (no horizontal sums);
+//   acc = acc * alpha + P . V_tile : 6 rows x 16 head-dim columns register-blocked FMA.
+// Queries are pre-scaled by scale * log2(e) and the softmax uses exp2 (simd.h). Masks are only
+// applied on edge tiles; tiles no row sees are skipped before conversion.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/cpu/simd.h"
+#include "core/tensor_view.h"
+
+namespace tca::cpu {
+
+// Keys per tile. 64 keys x 128 dims of f32 is 32 KiB per K or V tile (Zen 3 L1d = 32 KiB,
+// L2 = 512 KiB); see the file header of attention_kernel.cpp for measurements.
+inline constexpr int64_t kTileKeys = 64;
+// Query rows per work item (G x Tq): enough rows to amortise one K/V tile conversion.
+inline constexpr int64_t kTargetRows = 64;
+
+// The rows of one KV head in a K/V buffer pair (strides in elements, rows contiguous).
+struct KvRows {
+    const void* k = nullptr;
+    const void* v = nullptr;
+    DType dtype = DType::kF32;
+    int64_t k_stride = 0;
+    int64_t v_stride = 0;
+};
+KvRows kv_rows(const TensorView& k, const TensorView& v, int64_t head);
+
+// Rows [r0, r0 + n) of a buffer (row stride `stride` elements, d columns) as f32: a pointer
+// into the buffer itself for f32 storage, else converted into `scratch` (n * d floats).
+const float* rows_f32(const void* base, DType dt, int64_t stride, int64_t r0, int64_t n,
+                      int64_t d, float* scratch, int64_t* ld);
+
+// st[j * ldst + lane] = sum_c k[j * ldk + c] * q_t[c * ldq + lane] for j < nk and lanes
+// [lane0, lane1) (multiples of 8): scores of nk keys against query rows held transposed.
+void qk_tile(const float* k, int64_t ldk, int64_t nk, const float* q_t, int64_t ldq, int64_t d,
+             int64_t lane0, int64_t lane1, float* st, int64_t ldst);
+
+class AttentionTile {
+public:
+    // Sizes the scratch for n_rows query rows of head_dim d and resets the softmax state.
+    void begin(int64_t n_rows, int64_t head_dim);
+    int64_t n_rows() const { return n_rows_; }
+    int64_t lanes() const { return lanes_; }  // n_rows rounded up to 8
+    // Pre-scaled queries, transposed: q_t[c * lanes() + r]; padding lanes are zero.
+    float* q_t() { return q_t_.data(); }
+    // Visible key interval of each row for the next attend() call, as buffer row indices.
+    int32_t* lo() { return lo_.data(); }
+    int32_t* hi() { return hi_.data(); }
+    // Attends every row to the keys of [kb, ke) that lie within its [lo_r, hi_r).
+    void attend(const KvRows& kv, int64_t kb, int64_t ke);
+
+    // State after any number of attend() calls: m (log2 domain) and l per row, acc [n_rows][d].
+    const float* m() const { return m_.data(); }
+    const float* l() const { return l_.data(); }
+    const float* acc() const { return acc_.data(); }
+    // out[0..d) = acc_r / l_r, zeros when row r saw no key.
+    void finalize_row(int64_t r, float* out) const;
+
+private:
+    int64_t n_rows_ = 0, lanes_ = 0, d_ = 0;
+    AlignedBuffer<float> q_t_, st_, k_buf_, v_buf_, acc_, m_, l_, alpha_;
+    AlignedBuffer<int32_t> lo_, hi_;
+};
+
+// One source of keys for an attention op: for KV head h, the buffer kv[h] and for every query
+// t the visible row interval [lo[h * n_q + t], hi[h * n_q + t]) of that buffer.
+struct AttentionSegment {
+    std::vector<KvRows> kv;    // [n_kv_heads]
+    std::vector<int32_t> lo;   // [n_kv_heads * n_q]
+    std::vector<int32_t> hi;   // [n_kv_heads * n_q]
+};
+
+// An attention op after its own geometry is resolved: queries attend to the union of the
+// segments with one softmax. Empty union: zeros.
+struct AttentionProblem {
+    TensorView q;    // [n_q_heads, n_q, head_dim] f32
+    TensorView out;  // [n_q_heads, n_q, head_dim] f32
+    int64_t n_kv_heads = 0;
+    float scale = 0.0f;  // softmax scale (already resolved, > 0)
+    std::vector<AttentionSegment> segments;
+};
+
+// Runs the problem on thread_pool(): work items (KV head, query tile) ordered by visible key
+// count, most expensive first; when there are fewer items than 4 per thread the key range is
+// split (split-K) and the partial softmax states merged.
+void run_attention(const AttentionProblem& p);
+
+}  // namespace tca::cpu
