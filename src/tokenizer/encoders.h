@@ -38,9 +38,12 @@ public:
     void encode(std::string_view text, std::vector<int32_t>& out) const;
 
 private:
+    void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
+
     const VocabData* vocab_;
     TokenIndex pieces_;
     std::array<int32_t, 256> byte_ids_{};  // <0xNN> tokens, -1 when absent
+    bool split_at_words_ = false;           // see encode()
 };
 
 // Byte-level BPE on one pre-token: bytes become GPT-2 characters, then the lowest-ranked merge

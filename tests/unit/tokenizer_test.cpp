@@ -192,6 +192,29 @@ TEST(TokenizerSpm, ByteFallbackAndRoundTrip) {
     EXPECT_EQ(tok->token_to_piece(99999), "");
 }
 
+// Word segmentation (a speed-up) must not change results: a vocabulary with a piece that has
+// U+2581 inside ("x▁y") is merged over the whole text.
+TEST(TokenizerSpm, PieceSpanningASpace) {
+    VocabData v = small_spm();
+    v.tokens.push_back("x");  // 275
+    v.tokens.push_back("y");  // 276
+    v.tokens.push_back("\xE2\x96\x81y");  // 277
+    v.tokens.push_back("x\xE2\x96\x81y");  // 278
+    for (int k = 0; k < 4; ++k) {
+        v.scores.push_back(k == 3 ? 5.0f : -1.0f);
+        v.token_types.push_back(TokenType::kNormal);
+    }
+    auto tok = Tokenizer::create(v);
+    ASSERT_TRUE(tok.ok());
+    EXPECT_EQ(tok->encode("x y", false, false), (std::vector<int32_t>{259, 278}));
+    EXPECT_EQ(tok->encode("hello x y", false, false), (std::vector<int32_t>{271, 259, 278}));
+    // Without that piece the words are merged separately: same ids as whole-text merging.
+    v.tokens[278] = "zz";
+    auto plain = Tokenizer::create(v);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ(plain->encode("x y", false, false), (std::vector<int32_t>{259, 275, 277}));
+}
+
 TEST(TokenizerSpm, SpecialTokens) {
     auto tok = Tokenizer::create(small_spm());
     ASSERT_TRUE(tok.ok());
