@@ -2,6 +2,7 @@
 #include "backend/ops.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "backend/cpu/cpu_ops.h"
 
@@ -284,6 +285,140 @@ Status validate(const BlockCompactParams& p) {
     TCA_RETURN_IF_ERROR(check_i32(p.n_slots, op, "n_slots", 1, {hkv}));
     TCA_RETURN_IF_ERROR(check_i32(p.keep, op, "keep", 1, {hkv}));
     return check_scale(p.scale, op);
+}
+
+// ---- Model ops ------------------------------------------------------------------------------
+
+bool is_supported_weight_type(GgmlType t) {
+    switch (t) {
+        case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16: case GgmlType::kQ8_0:
+        case GgmlType::kQ4_0: case GgmlType::kQ4_1: case GgmlType::kQ5_0: case GgmlType::kQ5_1:
+        case GgmlType::kQ4_K: case GgmlType::kQ6_K:
+            return true;
+        default: return false;
+    }
+}
+
+const char* rope_style_name(RopeStyle s) { return s == RopeStyle::kAdjacent ? "adjacent" : "neox"; }
+
+namespace {
+
+// A weight matrix: present, positive extents, a supported type and whole blocks per row.
+Status check_weight(const WeightView& w, const char* op, const char* name) {
+    if (w.data == nullptr) return invalid_argument("%s: weight %s is missing", op, name);
+    if (w.n_rows < 1 || w.n_cols < 1) {
+        return invalid_argument("%s: weight %s must have positive extents, got [%lld, %lld]", op,
+                                name, static_cast<long long>(w.n_rows),
+                                static_cast<long long>(w.n_cols));
+    }
+    if (!is_supported_weight_type(w.type)) {
+        return unsupported("%s: weight %s has unsupported type %s (F32, F16, BF16, Q8_0, Q4_0, "
+                           "Q4_1, Q5_0, Q5_1, Q4_K, Q6_K are)",
+                           op, name, ggml_type_label(static_cast<uint32_t>(w.type)).c_str());
+    }
+    const int64_t be = ggml_type_traits(w.type)->block_elems;
+    if (w.n_cols % be != 0) {
+        return invalid_argument("%s: weight %s row length %lld must be a multiple of the %s block "
+                                "size %lld", op, name, static_cast<long long>(w.n_cols),
+                                ggml_type_name(w.type), static_cast<long long>(be));
+    }
+    return Status();
+}
+
+// Byte range [lo, hi) touched by a 2-d view.
+bool views_overlap_2d(const TensorView& a, const TensorView& b) {
+    auto range = [](const TensorView& t, uintptr_t* lo, uintptr_t* hi) {
+        const auto base = reinterpret_cast<uintptr_t>(t.data);
+        const int64_t last = (t.shape[0] - 1) * t.stride[0] + (t.shape[1] - 1) * t.stride[1];
+        *lo = base;
+        *hi = base + static_cast<uintptr_t>(last + 1) * dtype_size(t.dtype);
+    };
+    if (a.numel() == 0 || b.numel() == 0) return false;
+    uintptr_t alo, ahi, blo, bhi;
+    range(a, &alo, &ahi);
+    range(b, &blo, &bhi);
+    return alo < bhi && blo < ahi;
+}
+
+// Three [n_tokens, dim] f32 views of one shape (rms_norm's x/out, swiglu, add).
+Status check_same_2d(const TensorView& a, const char* aname, const TensorView& b,
+                     const char* bname, const char* op) {
+    TCA_RETURN_IF_ERROR(check_f32(a, op, aname, 2, {-1, -1}));
+    return check_f32(b, op, bname, 2, {a.shape[0], a.shape[1]});
+}
+
+}  // namespace
+
+Status validate(const MatmulParams& p) {
+    const char* op = "matmul";
+    TCA_RETURN_IF_ERROR(check_weight(p.w, op, "w"));
+    TCA_RETURN_IF_ERROR(check_f32(p.x, op, "x", 2, {-1, p.w.n_cols}));
+    TCA_RETURN_IF_ERROR(check_f32(p.y, op, "y", 2, {p.x.shape[0], p.w.n_rows}));
+    if (!p.bias.empty()) TCA_RETURN_IF_ERROR(check_f32(p.bias, op, "bias", 1, {p.w.n_rows}));
+    if (views_overlap_2d(p.x, p.y)) return invalid_argument("%s: y must not overlap x", op);
+    return Status();
+}
+
+Status validate(const RmsNormParams& p) {
+    const char* op = "rms_norm";
+    TCA_RETURN_IF_ERROR(check_same_2d(p.x, "x", p.out, "out", op));
+    TCA_RETURN_IF_ERROR(check_f32(p.weight, op, "weight", 1, {p.x.shape[1]}));
+    if (!(std::isfinite(p.eps) && p.eps >= 0.0f)) {
+        return invalid_argument("%s: eps must be finite and >= 0, got %g", op,
+                                static_cast<double>(p.eps));
+    }
+    return Status();
+}
+
+Status validate(const RopeParams& p) {
+    const char* op = "rope";
+    TCA_RETURN_IF_ERROR(check_f32(p.x, op, "x", 3, {-1, -1, -1}));
+    const int64_t d = p.x.shape[2];
+    if (d < 2 || d % 2 != 0) {
+        return invalid_argument("%s: head_dim must be even and >= 2, got %lld", op,
+                                static_cast<long long>(d));
+    }
+    TCA_RETURN_IF_ERROR(check_i32(p.positions, op, "positions", 1, {p.x.shape[0]}));
+    TCA_RETURN_IF_ERROR(check_f32(p.inv_freq, op, "inv_freq", 1, {d / 2}));
+    if (p.style != RopeStyle::kAdjacent && p.style != RopeStyle::kNeox) {
+        return invalid_argument("%s: unknown style %d", op, static_cast<int>(p.style));
+    }
+    for (int64_t t = 0; t < p.positions.shape[0]; ++t) {
+        const int32_t pos = p.positions.ptr<const int32_t>()[t * p.positions.stride[0]];
+        if (pos < 0) {
+            return invalid_argument("%s: positions[%lld] must be >= 0, got %d", op,
+                                    static_cast<long long>(t), pos);
+        }
+    }
+    return Status();
+}
+
+Status validate(const SwigluParams& p) {
+    const char* op = "swiglu";
+    TCA_RETURN_IF_ERROR(check_same_2d(p.gate, "gate", p.up, "up", op));
+    return check_f32(p.out, op, "out", 2, {p.gate.shape[0], p.gate.shape[1]});
+}
+
+Status validate(const EmbedParams& p) {
+    const char* op = "embed";
+    TCA_RETURN_IF_ERROR(check_weight(p.table, op, "table"));
+    TCA_RETURN_IF_ERROR(check_i32(p.ids, op, "ids", 1, {-1}));
+    TCA_RETURN_IF_ERROR(check_f32(p.out, op, "out", 2, {p.ids.shape[0], p.table.n_cols}));
+    for (int64_t t = 0; t < p.ids.shape[0]; ++t) {
+        const int32_t id = p.ids.ptr<const int32_t>()[t * p.ids.stride[0]];
+        if (id < 0 || id >= p.table.n_rows) {
+            return invalid_argument("%s: token id %d (ids[%lld]) is out of range for vocab size "
+                                    "%lld", op, id, static_cast<long long>(t),
+                                    static_cast<long long>(p.table.n_rows));
+        }
+    }
+    return Status();
+}
+
+Status validate(const AddParams& p) {
+    const char* op = "add";
+    TCA_RETURN_IF_ERROR(check_same_2d(p.a, "a", p.b, "b", op));
+    return check_f32(p.out, op, "out", 2, {p.a.shape[0], p.a.shape[1]});
 }
 
 namespace ops {

@@ -12,6 +12,7 @@
 
 #include "core/status.h"
 #include "core/tensor_view.h"
+#include "model/ggml_types.h"
 #include "sparse/sparse_options.h"
 
 namespace tca {
@@ -131,6 +132,85 @@ struct BlockCompactParams {
     int block_size = 128;
     float scale = 0.0f;
 };
+
+// ---- Model ops: the LLaMA / Qwen2 / Mistral forward pass outside attention ----------------
+
+// A weight matrix in ggml layout: n_rows rows of n_cols elements, each row stored as whole
+// ggml blocks (ggml_row_bytes(type, n_cols) bytes), rows back to back. Host memory, read-only.
+struct WeightView {
+    const void* data = nullptr;
+    GgmlType type = GgmlType::kF32;
+    int64_t n_rows = 0;
+    int64_t n_cols = 0;
+};
+// Weight types matmul and embed accept: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K.
+bool is_supported_weight_type(GgmlType t);
+
+// y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]).
+struct MatmulParams {
+    TensorView x;     // [n_tokens, n_in] f32, any row stride
+    WeightView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
+    TensorView bias;  // [n_out] f32, optional (empty = no bias)
+    TensorView y;     // [n_tokens, n_out] f32 out, any row stride; must not overlap x
+};
+
+// out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i].
+struct RmsNormParams {
+    TensorView x;       // [n_tokens, dim] f32
+    TensorView weight;  // [dim] f32
+    TensorView out;     // [n_tokens, dim] f32; may be x itself (in place)
+    float eps = 1e-5f;
+};
+
+// Which elements RoPE rotates together: (x[2i], x[2i+1]) for GGUF arch llama/mistral,
+// (x[i], x[i + d/2]) for qwen2 (GPT-NeoX style).
+enum class RopeStyle { kAdjacent, kNeox };
+const char* rope_style_name(RopeStyle s);
+
+// In place: pair i of head h of token t rotates by angle positions[t] * inv_freq[i].
+struct RopeParams {
+    TensorView x;          // [n_tokens, n_heads, head_dim] f32 in/out; head_dim even
+    TensorView positions;  // [n_tokens] i32, >= 0
+    TensorView inv_freq;   // [head_dim / 2] f32 (backend/rope_freqs.h computes it)
+    RopeStyle style = RopeStyle::kAdjacent;
+};
+
+// out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+struct SwigluParams {
+    TensorView gate;  // [n_tokens, n_ff] f32
+    TensorView up;    // [n_tokens, n_ff] f32
+    TensorView out;   // [n_tokens, n_ff] f32; may be gate or up (in place)
+};
+
+// out[t] = row ids[t] of the token-embedding table, dequantized to f32.
+struct EmbedParams {
+    WeightView table;  // [n_vocab, dim]
+    TensorView ids;    // [n_tokens] i32 host memory, each in [0, n_vocab)
+    TensorView out;    // [n_tokens, dim] f32
+};
+
+// out = a + b (the residual stream).
+struct AddParams {
+    TensorView a;    // [n_tokens, dim] f32
+    TensorView b;    // [n_tokens, dim] f32
+    TensorView out;  // [n_tokens, dim] f32; may be a or b (in place)
+};
+
+// Validation of the model ops (declared here because the structs come before the op list).
+Status validate(const MatmulParams& p);
+Status validate(const RmsNormParams& p);
+Status validate(const RopeParams& p);
+Status validate(const SwigluParams& p);
+Status validate(const EmbedParams& p);  // also checks every id against n_vocab
+Status validate(const AddParams& p);
+
+#define TCA_FOR_EACH_MODEL_OP(X) \
+    X(matmul, MatmulParams)       \
+    X(rms_norm, RmsNormParams)    \
+    X(rope, RopeParams)           \
+    X(swiglu, SwigluParams)       \
+    X(embed, EmbedParams)         \
+    X(add, AddParams)
 
 // The op list, for dispatch declarations and the coverage test (every op needs a reference,
 // a CPU implementation and parity cases).

@@ -1,0 +1,35 @@
+// RoPE inverse frequencies, computed once on the host and passed to the rope op
+// (RopeParams::inv_freq): inv_freq[i] = base^(-2i / head_dim), optionally rescaled for long
+// contexts (linear position interpolation, or Llama 3's frequency-dependent scaling).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+
+namespace tca {
+
+enum class RopeScalingType { kNone, kLinear, kLlama3 };
+
+// GGUF keys rope.scaling.{type, factor, low_freq_factor, high_freq_factor,
+// original_context_length}; Hugging Face config.json "rope_scaling" has the same fields.
+struct RopeScaling {
+    RopeScalingType type = RopeScalingType::kNone;
+    double factor = 1.0;            // kLinear, kLlama3: > 0
+    double low_freq_factor = 1.0;   // kLlama3
+    double high_freq_factor = 4.0;  // kLlama3: > low_freq_factor
+    int64_t original_context_length = 8192;  // kLlama3: > 0
+};
+
+// inv_freq [head_dim / 2], computed in double and rounded once to f32.
+//  - kNone:   base^(-2i / d)
+//  - kLinear: base^(-2i / d) / factor
+//  - kLlama3: with wavelength L = 2 pi / f, low = ctx / low_freq_factor, high = ctx /
+//    high_freq_factor: L < high keeps f, L > low gives f / factor, otherwise
+//    (1 - s) f / factor + s f with s = (ctx / L - low_freq_factor) / (high_freq_factor -
+//    low_freq_factor).
+// Errors name the bad parameter and its value (odd head_dim, base <= 1, factor <= 0, ...).
+Result<std::vector<float>> rope_inv_freq(int64_t head_dim, double base, const RopeScaling& scaling);
+
+}  // namespace tca
