@@ -1,0 +1,344 @@
+// matmul on the CPU: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) with f32 activations and a
+// ggml weight matrix; matches ref::matmul (exact dequantization, float64 sums) within the
+// FlashAttention-3 rule (docs/numerics.md): both paths accumulate in f32 with FMA.
+//
+// Two paths, both parallel over output rows (thread_pool().parallel_for, items claimed
+// dynamically):
+//  - decode (n_tokens <= 4): each weight row is streamed once and dequantized on the fly inside
+//    the dot products with all tokens (AVX2 fused kernels for F32/F16/BF16/Q8_0/Q4_0; Q8_0 and
+//    Q4_0 sum q * x per block in f32 and scale once by d; the other types decode 1024 elements
+//    to an L1 buffer first). Memory bound: the weight bytes are the floor.
+//  - prefill (n_tokens > 4): a work item is a panel of 64 output rows. Its rows are dequantized
+//    once into per-thread scratch, transposed into 16-wide micro-panels [n_in][16], and reused by
+//    every 6-token tile through a 6x16 register-blocked FMA micro-kernel (12 accumulators, two
+//    weight loads and six broadcasts per k). Compute bound: 12 FMAs per k is the floor.
+// Measured numbers and the choice of f32 activations (no int8 activation quantization) are in
+// the header of bench/model_ops_bench.cpp.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "backend/cpu/weight_decode.h"
+#include "core/thread_pool.h"
+
+namespace tca::cpu {
+namespace {
+
+constexpr int64_t kMaxDecodeTokens = 4;  // up to here the decode path, above it the GEMM
+constexpr int kMR = 6;                   // tokens per micro-tile
+constexpr int kNR = 16;                  // outputs per micro-panel
+constexpr int kPanelMicro = 4;           // micro-panels per prefill work item (64 outputs)
+constexpr int64_t kChunk = 1024;         // elements decoded at once by the generic decode path
+
+struct Scratch {
+    AlignedBuffer<float> rows;    // [kNR, n_in] decoded weight rows
+    AlignedBuffer<float> packed;  // [kPanelMicro, n_in, kNR] transposed micro-panels
+    AlignedBuffer<float> chunk;   // [kChunk] generic decode path
+};
+thread_local Scratch t_scratch;
+
+const float* x_row(const MatmulParams& p, int64_t t) {
+    return p.x.ptr<const float>() + t * p.x.stride[0];
+}
+float* y_row(const MatmulParams& p, int64_t t) { return p.y.ptr<float>() + t * p.y.stride[0]; }
+
+// ---- decode path ------------------------------------------------------------------------------
+
+#if TCA_CPU_AVX2
+
+// acc[t] += w[0..n) . x[t][0..n) for f32 weights already in memory (n any length; the < 8 tail
+// is returned as scalars in tail[t]).
+template <int NT>
+void dot_f32_rows(const float* w, const float* const* x, int64_t n, __m256* acc, float* tail) {
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+        for (int t = 0; t < NT; ++t) {
+            acc[2 * t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), acc[2 * t]);
+            acc[2 * t + 1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), acc[2 * t + 1]);
+        }
+    }
+    for (; k + 8 <= n; k += 8) {
+        const __m256 w0 = _mm256_loadu_ps(w + k);
+        for (int t = 0; t < NT; ++t) {
+            acc[2 * t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), acc[2 * t]);
+        }
+    }
+    for (; k < n; ++k) {
+        for (int t = 0; t < NT; ++t) tail[t] += w[k] * x[t][k];
+    }
+}
+
+// Fused dequantize-and-dot of one weight row with NT token rows; writes NT sums to out.
+template <int NT>
+void row_dot(GgmlType type, const uint8_t* row, int64_t n, const float* const* x, float* out) {
+    __m256 acc[2 * NT];
+    float tail[NT];
+    for (int i = 0; i < 2 * NT; ++i) acc[i] = _mm256_setzero_ps();
+    for (int t = 0; t < NT; ++t) tail[t] = 0.0f;
+    switch (type) {
+        case GgmlType::kF32:
+            dot_f32_rows<NT>(reinterpret_cast<const float*>(row), x, n, acc, tail);
+            break;
+        case GgmlType::kF16:
+        case GgmlType::kBF16: {
+            const auto* h = reinterpret_cast<const uint16_t*>(row);
+            const bool f16 = type == GgmlType::kF16;
+            auto ld = [&](int64_t k) { return f16 ? ld8_f16(h + k) : ld8_bf16(h + k); };
+            int64_t k = 0;
+            for (; k + 16 <= n; k += 16) {
+                const __m256 w0 = ld(k), w1 = ld(k + 8);
+                for (int t = 0; t < NT; ++t) {
+                    acc[2 * t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), acc[2 * t]);
+                    acc[2 * t + 1] =
+                        _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), acc[2 * t + 1]);
+                }
+            }
+            for (; k < n; ++k) {
+                uint16_t v;
+                std::memcpy(&v, row + 2 * k, 2);
+                const float wk = f16 ? f16_to_f32(v) : bf16_to_f32(v);
+                for (int t = 0; t < NT; ++t) tail[t] += wk * x[t][k];
+            }
+            break;
+        }
+        case GgmlType::kQ8_0:
+        case GgmlType::kQ4_0: {
+            const bool q8 = type == GgmlType::kQ8_0;
+            const int64_t bb = q8 ? 34 : 18;
+            // Block b's products go to accumulator set J (two sets in flight for ILP).
+            auto block = [&](int64_t b, auto set) {
+                constexpr int J = decltype(set)::value;
+                const uint8_t* blk = row + b * bb;
+                const __m256 d = _mm256_set1_ps(load_f16_scale(blk));
+                const __m256i q = q8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))
+                                     : q4_0_block_i8(blk);
+                const __m256 w0 = i8x8_to_ps<0>(q), w1 = i8x8_to_ps<1>(q);
+                const __m256 w2 = i8x8_to_ps<2>(q), w3 = i8x8_to_ps<3>(q);
+                for (int t = 0; t < NT; ++t) {
+                    const float* xs = x[t] + b * 32;
+                    __m256 s0 = _mm256_mul_ps(w0, _mm256_loadu_ps(xs));
+                    __m256 s1 = _mm256_mul_ps(w1, _mm256_loadu_ps(xs + 8));
+                    s0 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xs + 16), s0);
+                    s1 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xs + 24), s1);
+                    acc[2 * t + J] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), d, acc[2 * t + J]);
+                }
+            };
+            const int64_t nb = n / 32;
+            int64_t b = 0;
+            for (; b + 2 <= nb; b += 2) {
+                block(b, std::integral_constant<int, 0>());
+                block(b + 1, std::integral_constant<int, 1>());
+            }
+            if (b < nb) block(b, std::integral_constant<int, 0>());
+            break;
+        }
+        default: {
+            float* buf = t_scratch.chunk.reserve(static_cast<size_t>(kChunk));
+            const int64_t chunk_bytes = weight_row_bytes(type, kChunk);
+            for (int64_t k0 = 0; k0 < n; k0 += kChunk) {
+                const int64_t len = std::min(kChunk, n - k0);
+                decode_row(type, row + k0 / kChunk * chunk_bytes, len, buf);
+                const float* xs[NT];
+                for (int t = 0; t < NT; ++t) xs[t] = x[t] + k0;
+                dot_f32_rows<NT>(buf, xs, len, acc, tail);
+            }
+            break;
+        }
+    }
+    for (int t = 0; t < NT; ++t) out[t] = lanes_sum(_mm256_add_ps(acc[2 * t], acc[2 * t + 1])) + tail[t];
+}
+
+#else  // portable twin: decode the row, then plain f32 dot products
+
+template <int NT>
+void row_dot(GgmlType type, const uint8_t* row, int64_t n, const float* const* x, float* out) {
+    float* buf = t_scratch.chunk.reserve(static_cast<size_t>(n));
+    decode_row(type, row, n, buf);
+    for (int t = 0; t < NT; ++t) {
+        float s = 0.0f;
+        for (int64_t k = 0; k < n; ++k) s += buf[k] * x[t][k];
+        out[t] = s;
+    }
+}
+
+#endif
+
+template <int NT>
+void decode_path(const MatmulParams& p) {
+    const int64_t n_out = p.w.n_rows, n_in = p.w.n_cols;
+    const int64_t row_bytes = weight_row_bytes(p.w.type, n_in);
+    const int n_threads = thread_pool().n_threads();
+    const int64_t rows_per_item = std::max<int64_t>(8, (n_out + 8 * n_threads - 1) / (8 * n_threads));
+    const int64_t n_items = (n_out + rows_per_item - 1) / rows_per_item;
+    const float* x[NT];
+    for (int t = 0; t < NT; ++t) x[t] = x_row(p, t);
+    const auto* w = static_cast<const uint8_t*>(p.w.data);
+    const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
+    thread_pool().parallel_for(n_items, [&](int64_t item, int) {
+        const int64_t o1 = std::min(n_out, (item + 1) * rows_per_item);
+        for (int64_t o = item * rows_per_item; o < o1; ++o) {
+            float s[NT];
+            row_dot<NT>(p.w.type, w + o * row_bytes, n_in, x, s);
+            for (int t = 0; t < NT; ++t) {
+                y_row(p, t)[o] = bias ? s[t] + bias[o * p.bias.stride[0]] : s[t];
+            }
+        }
+    });
+}
+
+// ---- prefill path -----------------------------------------------------------------------------
+
+// Decodes weight rows [o0, o0 + kNR) (rows >= n_out are zeros) and stores them transposed:
+// b[k * kNR + r] = w[o0 + r, k].
+void pack_micro_panel(const MatmulParams& p, int64_t o0, float* rows, float* b) {
+    const int64_t n_in = p.w.n_cols, n_out = p.w.n_rows;
+    const int64_t row_bytes = weight_row_bytes(p.w.type, n_in);
+    const auto* w = static_cast<const uint8_t*>(p.w.data);
+    for (int r = 0; r < kNR; ++r) {
+        float* dst = rows + r * n_in;
+        if (o0 + r < n_out) {
+            decode_row(p.w.type, w + (o0 + r) * row_bytes, n_in, dst);
+        } else {
+            std::memset(dst, 0, static_cast<size_t>(n_in) * sizeof(float));
+        }
+    }
+    int64_t k = 0;
+#if TCA_CPU_AVX2
+    for (; k + 8 <= n_in; k += 8) {
+        for (int half = 0; half < 2; ++half) {
+            const float* s = rows + half * 8 * n_in + k;
+            const __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + n_in);
+            const __m256 r2 = _mm256_loadu_ps(s + 2 * n_in), r3 = _mm256_loadu_ps(s + 3 * n_in);
+            const __m256 r4 = _mm256_loadu_ps(s + 4 * n_in), r5 = _mm256_loadu_ps(s + 5 * n_in);
+            const __m256 r6 = _mm256_loadu_ps(s + 6 * n_in), r7 = _mm256_loadu_ps(s + 7 * n_in);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+            const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            float* d = b + k * kNR + half * 8;
+            _mm256_store_ps(d + 0 * kNR, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_store_ps(d + 1 * kNR, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_store_ps(d + 2 * kNR, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_store_ps(d + 3 * kNR, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_store_ps(d + 4 * kNR, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_store_ps(d + 5 * kNR, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_store_ps(d + 6 * kNR, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_store_ps(d + 7 * kNR, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+    }
+#endif
+    for (; k < n_in; ++k) {
+        for (int r = 0; r < kNR; ++r) b[k * kNR + r] = rows[r * n_in + k];
+    }
+}
+
+// y[t0 + i, o0 + j] = sum_k x[t0 + i, k] * b[k * kNR + j] (+ bias[j]) for i < MR, j < n_valid.
+template <int MR>
+void micro_kernel(const MatmulParams& p, int64_t t0, const float* b, int64_t o0, int n_valid,
+                  const float* bias16) {
+    const int64_t n_in = p.w.n_cols;
+    const float* a[MR];
+    for (int i = 0; i < MR; ++i) a[i] = x_row(p, t0 + i);
+#if TCA_CPU_AVX2
+    __m256 c0[MR], c1[MR];
+    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n_in; ++k) {
+        const __m256 b0 = _mm256_load_ps(b + k * kNR), b1 = _mm256_load_ps(b + k * kNR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a[i] + k);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    if (bias16 != nullptr) {
+        const __m256 bias0 = _mm256_loadu_ps(bias16), bias1 = _mm256_loadu_ps(bias16 + 8);
+        for (int i = 0; i < MR; ++i) {
+            c0[i] = _mm256_add_ps(c0[i], bias0);
+            c1[i] = _mm256_add_ps(c1[i], bias1);
+        }
+    }
+    for (int i = 0; i < MR; ++i) {
+        float* y = y_row(p, t0 + i) + o0;
+        if (n_valid == kNR) {
+            _mm256_storeu_ps(y, c0[i]);
+            _mm256_storeu_ps(y + 8, c1[i]);
+        } else {
+            alignas(32) float tmp[kNR];
+            _mm256_store_ps(tmp, c0[i]);
+            _mm256_store_ps(tmp + 8, c1[i]);
+            std::memcpy(y, tmp, static_cast<size_t>(n_valid) * sizeof(float));
+        }
+    }
+#else
+    for (int i = 0; i < MR; ++i) {
+        float c[kNR] = {};
+        for (int64_t k = 0; k < n_in; ++k) {
+            for (int j = 0; j < kNR; ++j) c[j] += a[i][k] * b[k * kNR + j];
+        }
+        float* y = y_row(p, t0 + i) + o0;
+        for (int j = 0; j < n_valid; ++j) y[j] = bias16 ? c[j] + bias16[j] : c[j];
+    }
+#endif
+}
+
+using MicroKernel = void (*)(const MatmulParams&, int64_t, const float*, int64_t, int,
+                             const float*);
+constexpr MicroKernel kMicroKernels[kMR + 1] = {nullptr,          micro_kernel<1>, micro_kernel<2>,
+                                                micro_kernel<3>,  micro_kernel<4>, micro_kernel<5>,
+                                                micro_kernel<6>};
+
+void prefill_path(const MatmulParams& p) {
+    const int64_t n_tokens = p.x.shape[0], n_out = p.w.n_rows, n_in = p.w.n_cols;
+    const int64_t panel = kPanelMicro * kNR;
+    const int64_t n_items = (n_out + panel - 1) / panel;
+    thread_pool().parallel_for(n_items, [&](int64_t item, int) {
+        const int64_t o_begin = item * panel;
+        const int n_micro = static_cast<int>(std::min<int64_t>(kPanelMicro, (n_out - o_begin + kNR - 1) / kNR));
+        float* rows = t_scratch.rows.reserve(static_cast<size_t>(kNR * n_in));
+        float* packed = t_scratch.packed.reserve(static_cast<size_t>(kPanelMicro * kNR * n_in));
+        alignas(32) float bias16[kPanelMicro][kNR] = {};
+        for (int m = 0; m < n_micro; ++m) {
+            const int64_t o0 = o_begin + m * kNR;
+            pack_micro_panel(p, o0, rows, packed + m * kNR * n_in);
+            if (!p.bias.empty()) {
+                for (int j = 0; j < kNR && o0 + j < n_out; ++j) {
+                    bias16[m][j] = p.bias.ptr<const float>()[(o0 + j) * p.bias.stride[0]];
+                }
+            }
+        }
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kMR) {
+            const int mr = static_cast<int>(std::min<int64_t>(kMR, n_tokens - t0));
+            for (int m = 0; m < n_micro; ++m) {
+                const int64_t o0 = o_begin + m * kNR;
+                const int n_valid = static_cast<int>(std::min<int64_t>(kNR, n_out - o0));
+                kMicroKernels[mr](p, t0, packed + m * kNR * n_in, o0, n_valid,
+                                  p.bias.empty() ? nullptr : bias16[m]);
+            }
+        }
+    });
+}
+
+}  // namespace
+
+Status matmul(const MatmulParams& p) {
+    TCA_RETURN_IF_ERROR(validate(p));
+    switch (p.x.shape[0]) {
+        case 0: return Status();
+        case 1: decode_path<1>(p); return Status();
+        case 2: decode_path<2>(p); return Status();
+        case 3: decode_path<3>(p); return Status();
+        case 4: decode_path<4>(p); return Status();
+        default: break;
+    }
+    static_assert(kMaxDecodeTokens == 4, "matmul: the switch above covers the decode path");
+    prefill_path(p);
+    return Status();
+}
+
+}  // namespace tca::cpu
