@@ -15,6 +15,12 @@
 
 #include "core/half.h"
 
+// Bit-exactness needs `a * b - c` to round twice, as written: no fused multiply-add.
+// (GCC does not contract in ISO C++ mode; clang contracts unless told not to.)
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
 namespace tca {
 
 namespace {

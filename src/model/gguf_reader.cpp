@@ -5,6 +5,7 @@
 // Every read goes through Cursor, which checks the remaining byte count first.
 #include "model/gguf_reader.h"
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
 #include <limits>
@@ -146,14 +147,16 @@ public:
             return err_loss("kv count %llu cannot fit in the %llu bytes after the header",
                             ull(n_kv), ull(remaining()));
         }
-        f_.kvs_.reserve(static_cast<size_t>(n_kv));
+        // Reserve modestly: the bound above is per byte, so a garbage count in a large file
+        // could still reserve ~10x the file size; real files have a few dozen KVs.
+        f_.kvs_.reserve(static_cast<size_t>(std::min<uint64_t>(n_kv, 1024)));
         for (uint64_t k = 0; k < n_kv; ++k) TCA_RETURN_IF_ERROR(read_kv(k));
         TCA_RETURN_IF_ERROR(read_alignment());
         if (n_tensors > remaining() / 32) {
             return err_loss("tensor count %llu cannot fit in the %llu bytes after the metadata",
                             ull(n_tensors), ull(remaining()));
         }
-        f_.tensors_.reserve(static_cast<size_t>(n_tensors));
+        f_.tensors_.reserve(static_cast<size_t>(std::min<uint64_t>(n_tensors, 4096)));
         for (uint64_t t = 0; t < n_tensors; ++t) TCA_RETURN_IF_ERROR(read_tensor_info(t));
         // Data section: next multiple of the alignment (may equal the file size when empty).
         const uint64_t a = f_.alignment_;
