@@ -3,8 +3,8 @@ function(tca_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
                                            -Wno-sign-conversion -Wnon-virtual-dtor
                                            -Wcast-align -Wformat=2 -Wimplicit-fallthrough
-                                           # GCC 12 reports false -Wrestrict in libstdc++ string code
-                                           -Wno-restrict)
+                                           # GCC 12 reports false -Wrestrict and -Wstringop-overflow in libstdc++ code at -O3
+                                           -Wno-restrict -Wno-stringop-overflow)
   if(TCA_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
