@@ -22,27 +22,43 @@ template <int RM, int NV>
 void gemm_kernel(const float* a, int64_t a_rs, int64_t a_ks, const float* b, int64_t ldb,
                  int64_t kdim, float* c, int64_t ldc, const float* c_scale) {
 #if TCA_CPU_AVX2
-    __m256 acc[RM][NV];
-    for (int r = 0; r < RM; ++r) {
-        if (c_scale) {
-            const __m256 s = _mm256_set1_ps(c_scale[r]);
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_mul_ps(_mm256_loadu_ps(c + r * ldc + 8 * v), s);
-        } else {
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
-        }
+    // Named accumulators (GCC spills an __m256 array to the stack on every iteration);
+    // the unused ones of RM < 6 or NV == 1 are compiled away.
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+#define TCA_GEMM_ROWS(X) X(0, c00, c01) X(1, c10, c11) X(2, c20, c21) X(3, c30, c31) X(4, c40, c41) X(5, c50, c51)
+#define TCA_GEMM_INIT(r, x0, x1)                                                          \
+    if constexpr (RM > r) {                                                               \
+        if (c_scale) {                                                                    \
+            const __m256 s = _mm256_set1_ps(c_scale[r]);                                  \
+            x0 = _mm256_mul_ps(_mm256_loadu_ps(c + r * ldc), s);                          \
+            if constexpr (NV > 1) x1 = _mm256_mul_ps(_mm256_loadu_ps(c + r * ldc + 8), s); \
+        }                                                                                 \
     }
-    for (int64_t k = 0; k < kdim; ++k) {
-        __m256 bv[NV];
-        for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + k * ldb + 8 * v);
-        const float* ak = a + k * a_ks;
-        for (int r = 0; r < RM; ++r) {
-            const __m256 av = _mm256_broadcast_ss(ak + r * a_rs);
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-        }
+    TCA_GEMM_ROWS(TCA_GEMM_INIT)
+#undef TCA_GEMM_INIT
+    const float* ak = a;
+    const float* bk = b;
+    for (int64_t k = 0; k < kdim; ++k, ak += a_ks, bk += ldb) {
+        const __m256 b0 = _mm256_loadu_ps(bk);
+        const __m256 b1 = NV > 1 ? _mm256_loadu_ps(bk + 8) : b0;
+#define TCA_GEMM_STEP(r, x0, x1)                                       \
+    if constexpr (RM > r) {                                            \
+        const __m256 av = _mm256_broadcast_ss(ak + r * a_rs);          \
+        x0 = _mm256_fmadd_ps(av, b0, x0);                              \
+        if constexpr (NV > 1) x1 = _mm256_fmadd_ps(av, b1, x1);        \
     }
-    for (int r = 0; r < RM; ++r) {
-        for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
+        TCA_GEMM_ROWS(TCA_GEMM_STEP)
+#undef TCA_GEMM_STEP
     }
+#define TCA_GEMM_STORE(r, x0, x1)                                       \
+    if constexpr (RM > r) {                                             \
+        _mm256_storeu_ps(c + r * ldc, x0);                              \
+        if constexpr (NV > 1) _mm256_storeu_ps(c + r * ldc + 8, x1);    \
+    }
+    TCA_GEMM_ROWS(TCA_GEMM_STORE)
+#undef TCA_GEMM_STORE
+#undef TCA_GEMM_ROWS
 #else
     float acc[RM][NV * 8];
     for (int r = 0; r < RM; ++r) {
@@ -80,6 +96,25 @@ void pv_tile(const float* st, int64_t ldst, const float* v, int64_t ldv, int64_t
             kGemm[rm - 1][nv - 1](st + r, 1, ldst, v + c, ldv, nk, acc + r * d + c, d, alpha + r);
         }
     }
+}
+
+// Software prefetch of K/V rows [r0, r1) (the next tile) into L2 while this tile computes:
+// long contexts stream K/V from DRAM (64K keys x 128 dims bf16 = 16 MiB per KV head for K).
+void prefetch_rows(const KvRows& kv, int64_t r0, int64_t r1, int64_t d) {
+#if TCA_CPU_AVX2
+    const int64_t es = static_cast<int64_t>(dtype_size(kv.dtype));
+    const int64_t row_bytes = d * es;
+    for (int64_t r = r0; r < r1; ++r) {
+        const char* kr = static_cast<const char*>(kv.k) + r * kv.k_stride * es;
+        const char* vr = static_cast<const char*>(kv.v) + r * kv.v_stride * es;
+        for (int64_t off = 0; off < row_bytes; off += 64) {
+            _mm_prefetch(kr + off, _MM_HINT_T1);
+            _mm_prefetch(vr + off, _MM_HINT_T1);
+        }
+    }
+#else
+    (void)kv, (void)r0, (void)r1, (void)d;
+#endif
 }
 
 }  // namespace
@@ -163,6 +198,7 @@ void AttentionTile::attend(const KvRows& kv, int64_t kb, int64_t ke) {
         int64_t ldk = 0, ldv = 0;
         const float* kt = rows_f32(kv.k, kv.dtype, kv.k_stride, k0, nk, d, k_buf_.data(), &ldk);
         const float* vt = rows_f32(kv.v, kv.dtype, kv.v_stride, k0, nk, d, v_buf_.data(), &ldv);
+        prefetch_rows(kv, k1, std::min(ke, k1 + kTileKeys), d);
         qk_tile(kt, ldk, nk, q_t_.data(), ld, d, lane0, lane1, st, ld);
         const bool interior = k0 >= lo_max && k1 <= hi_min;
 #if TCA_CPU_AVX2

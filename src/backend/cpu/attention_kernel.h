@@ -23,9 +23,9 @@ namespace tca::cpu {
 
 // Keys per tile. 64 keys x 128 dims of f32 is 32 KiB per K or V tile (Zen 3 L1d = 32 KiB,
 // L2 = 512 KiB); see the file header of attention_kernel.cpp for measurements.
-inline constexpr int64_t kTileKeys = 64;
+inline constexpr int64_t kTileKeys = 96;
 // Query rows per work item (G x Tq): enough rows to amortise one K/V tile conversion.
-inline constexpr int64_t kTargetRows = 64;
+inline constexpr int64_t kTargetRows = 96;
 
 // The rows of one KV head in a K/V buffer pair (strides in elements, rows contiguous).
 struct KvRows {
