@@ -1,5 +1,10 @@
 // Float64 reference ops, written straight from tca-method M2-M7 with no optimisation: every
 // sum in double, every softmax max-subtracted, every selection by explicit sorting.
+//
+// The bodies are templates on the accumulation type `Acc`: Acc = double is the oracle
+// (tca::ref::*); Acc = float is the same naive loop in float32 (tca::ref::naive_f32::*), used
+// only to size parity tolerances (docs/numerics.md, the FlashAttention-3 rule). Loads convert
+// the stored value exactly to Acc; nothing else differs between the two.
 #include "reference/ref_ops.h"
 
 #include <algorithm>
@@ -10,11 +15,13 @@
 namespace tca::ref {
 namespace {
 
-// Element (i0, i1, i2) of a float-storage 3-d view as a double (exact).
-double ld3(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) {
+// Element (i0, i1, i2) of a float-storage 3-d view as an Acc (exact: storage is <= f32).
+template <class Acc = double>
+Acc ld3(const TensorView& t, int64_t i0, int64_t i1, int64_t i2) {
     return load_as_f32(t.data, i0 * t.stride[0] + i1 * t.stride[1] + i2 * t.stride[2], t.dtype);
 }
-double ld2(const TensorView& t, int64_t i0, int64_t i1) {
+template <class Acc = double>
+Acc ld2(const TensorView& t, int64_t i0, int64_t i1) {
     return load_as_f32(t.data, i0 * t.stride[0] + i1 * t.stride[1], t.dtype);
 }
 float* f32_2(const TensorView& t, int64_t i0, int64_t i1) {
@@ -37,60 +44,63 @@ struct KvRow {
 };
 
 // softmax(scale * q . k) over `rows`, times V, written to out[0..d). Empty set: zeros.
+template <class Acc>
 void attend(const TensorView& q, int64_t qh, int64_t qi, const std::vector<KvRow>& rows,
-            double scale, const TensorView& out) {
+            Acc scale, const TensorView& out) {
     const int64_t d = q.shape[2];
-    std::vector<double> s(rows.size());
-    double mx = -INFINITY;
+    std::vector<Acc> s(rows.size());
+    Acc mx = -INFINITY;
     for (size_t r = 0; r < rows.size(); ++r) {
-        double dot = 0.0;
+        Acc dot = 0;
         for (int64_t c = 0; c < d; ++c) {
-            dot += ld3(q, qh, qi, c) * ld3(*rows[r].k, rows[r].head, rows[r].row, c);
+            dot += ld3<Acc>(q, qh, qi, c) * ld3<Acc>(*rows[r].k, rows[r].head, rows[r].row, c);
         }
         s[r] = dot * scale;
         mx = std::max(mx, s[r]);
     }
-    double denom = 0.0;
-    for (double& x : s) {
+    Acc denom = 0;
+    for (Acc& x : s) {
         x = std::exp(x - mx);
         denom += x;
     }
     for (int64_t c = 0; c < d; ++c) {
-        double acc = 0.0;
+        Acc acc = 0;
         for (size_t r = 0; r < rows.size(); ++r) {
-            acc += s[r] * ld3(*rows[r].v, rows[r].head, rows[r].row, c);
+            acc += s[r] * ld3<Acc>(*rows[r].v, rows[r].head, rows[r].row, c);
         }
         *f32_3(out, qh, qi, c) = rows.empty() ? 0.0f : static_cast<float>(acc / denom);
     }
 }
 
 // Causal softmax probabilities of query (qh, qi) over keys [0, n_keys) of KV head kvh.
-std::vector<double> softmax_row(const TensorView& q, int64_t qh, int64_t qi, const TensorView& k,
-                                int64_t kvh, int64_t first, int64_t n_keys, double scale) {
+template <class Acc>
+std::vector<Acc> softmax_row(const TensorView& q, int64_t qh, int64_t qi, const TensorView& k,
+                             int64_t kvh, int64_t first, int64_t n_keys, Acc scale) {
     const int64_t d = q.shape[2];
-    std::vector<double> s(static_cast<size_t>(n_keys));
-    double mx = -INFINITY;
+    std::vector<Acc> s(static_cast<size_t>(n_keys));
+    Acc mx = -INFINITY;
     for (int64_t j = 0; j < n_keys; ++j) {
-        double dot = 0.0;
-        for (int64_t c = 0; c < d; ++c) dot += ld3(q, qh, qi, c) * ld3(k, kvh, first + j, c);
+        Acc dot = 0;
+        for (int64_t c = 0; c < d; ++c) dot += ld3<Acc>(q, qh, qi, c) * ld3<Acc>(k, kvh, first + j, c);
         s[static_cast<size_t>(j)] = dot * scale;
         mx = std::max(mx, s[static_cast<size_t>(j)]);
     }
-    double denom = 0.0;
-    for (double& x : s) {
+    Acc denom = 0;
+    for (Acc& x : s) {
         x = std::exp(x - mx);
         denom += x;
     }
-    for (double& x : s) x /= denom;
+    for (Acc& x : s) x /= denom;
     return s;
 }
 
 // Indices of the `keep` largest values of `score` (ties: lower index), ascending.
-std::vector<int64_t> top_indices(const std::vector<double>& score, int64_t keep) {
+template <class Acc>
+std::vector<int64_t> top_indices(const std::vector<Acc>& score, int64_t keep) {
     std::vector<int64_t> idx(score.size());
     std::iota(idx.begin(), idx.end(), int64_t{0});
     std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
-        const double sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
+        const Acc sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
         if (sa != sb) return sa > sb;
         return a < b;
     });
@@ -101,72 +111,78 @@ std::vector<int64_t> top_indices(const std::vector<double>& score, int64_t keep)
 
 }  // namespace
 
+namespace detail {
+
+template <class Acc>
 Status attention_dense(const AttentionDenseParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hq = p.q.shape[0], n_q = p.q.shape[1], g = hq / p.k.shape[0];
-    const double scale = effective_scale(p.scale, p.q.shape[2]);
+    const Acc scale = effective_scale(p.scale, p.q.shape[2]);
     for (int64_t h = 0; h < hq; ++h) {
         for (int64_t i = 0; i < n_q; ++i) {
             std::vector<KvRow> rows;
             for (int64_t j = 0; j <= p.q_pos0 + i; ++j) rows.push_back({&p.k, &p.v, h / g, j});
-            attend(p.q, h, i, rows, scale, p.out);
+            attend<Acc>(p.q, h, i, rows, scale, p.out);
         }
     }
     return Status();
 }
 
+template <class Acc>
 Status token_importance(const TokenImportanceParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hq = p.q.shape[0], n_obs = p.q.shape[1];
     const int64_t hkv = p.k.shape[0], n_kv = p.k.shape[1], g = hq / hkv;
     const int64_t pos0 = p.q_pos0 < 0 ? n_kv - n_obs : p.q_pos0;
-    const double scale = effective_scale(p.scale, p.q.shape[2]);
+    const Acc scale = effective_scale(p.scale, p.q.shape[2]);
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
-        std::vector<double> acc(static_cast<size_t>(n_kv), 0.0);
+        std::vector<Acc> acc(static_cast<size_t>(n_kv), Acc{0});
         for (int64_t h = kvh * g; h < (kvh + 1) * g; ++h) {
             for (int64_t t = 0; t < n_obs; ++t) {
-                const auto s = softmax_row(p.q, h, t, p.k, kvh, 0, pos0 + t + 1, scale);
+                const auto s = softmax_row<Acc>(p.q, h, t, p.k, kvh, 0, pos0 + t + 1, scale);
                 for (size_t j = 0; j < s.size(); ++j) acc[j] += s[j];
             }
         }
         for (int64_t j = 0; j < n_kv; ++j) {
             *f32_2(p.scores, kvh, j) =
-                static_cast<float>(acc[static_cast<size_t>(j)] / static_cast<double>(g * n_obs));
+                static_cast<float>(acc[static_cast<size_t>(j)] / static_cast<Acc>(g * n_obs));
         }
     }
     return Status();
 }
 
+template <class Acc>
 Status block_score(const BlockScoreParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.scores.shape[0], nb = p.mass.shape[1], b = p.block_size;
-    const double alpha = p.alpha;
+    const Acc alpha = p.alpha;
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
-        std::vector<double> mass(static_cast<size_t>(nb)), hhi(static_cast<size_t>(nb));
-        double mmax = 0.0;
+        std::vector<Acc> mass(static_cast<size_t>(nb)), hhi(static_cast<size_t>(nb));
+        Acc mmax = 0;
         for (int64_t j = 0; j < nb; ++j) {
-            double m = 0.0, sq = 0.0;
+            Acc m = 0, sq = 0;
             for (int64_t i = j * b; i < (j + 1) * b; ++i) {
-                const double s = ld2(p.scores, kvh, i);
+                const Acc s = ld2<Acc>(p.scores, kvh, i);
                 m += s;
                 sq += s * s;
             }
             mass[static_cast<size_t>(j)] = m;
-            hhi[static_cast<size_t>(j)] = m > 0.0 ? sq / (m * m) : 1.0;
+            hhi[static_cast<size_t>(j)] = m > 0 ? sq / (m * m) : Acc{1};
             mmax = std::max(mmax, m);
         }
         for (int64_t j = 0; j < nb; ++j) {
-            const double m = mass[static_cast<size_t>(j)];
-            const double mn = p.mass_norm == MassNorm::kMax ? (mmax > 0.0 ? m / mmax : 0.0) : m;
+            const Acc m = mass[static_cast<size_t>(j)];
+            const Acc mn = p.mass_norm == MassNorm::kMax ? (mmax > 0 ? m / mmax : Acc{0}) : m;
             *f32_2(p.mass, kvh, j) = static_cast<float>(m);
             *f32_2(p.hhi, kvh, j) = static_cast<float>(hhi[static_cast<size_t>(j)]);
             *f32_2(p.block_score, kvh, j) =
-                static_cast<float>((1.0 - alpha) * mn + alpha * (1.0 - hhi[static_cast<size_t>(j)]));
+                static_cast<float>((1 - alpha) * mn + alpha * (1 - hhi[static_cast<size_t>(j)]));
         }
     }
     return Status();
 }
 
+template <class Acc>
 Status block_budget(const BlockBudgetParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.block_score.shape[0], nb = p.block_score.shape[1];
@@ -175,10 +191,10 @@ Status block_budget(const BlockBudgetParams& p) {
             TCA_ASSERT(i32_2(p.psi, kvh, j) >= i32_2(p.psi, kvh, j + 1), "psi must not increase");
         }
         for (int64_t j = 0; j < nb; ++j) {
-            const double hj = ld2(p.block_score, kvh, j);
+            const Acc hj = ld2<Acc>(p.block_score, kvh, j);
             int64_t rank = 0;
             for (int64_t o = 0; o < nb; ++o) {
-                const double ho = ld2(p.block_score, kvh, o);
+                const Acc ho = ld2<Acc>(p.block_score, kvh, o);
                 if (ho > hj || (ho == hj && o < j)) ++rank;
             }
             const int32_t t = i32_2(p.psi, kvh, rank);
@@ -189,6 +205,7 @@ Status block_budget(const BlockBudgetParams& p) {
     return Status();
 }
 
+template <class Acc>
 Status token_select(const TokenSelectParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
@@ -198,8 +215,8 @@ Status token_select(const TokenSelectParams& p) {
             const int32_t t = i32_2(p.keep, kvh, j);
             TCA_ASSERT(t >= 0 && t <= b, "keep[%lld] = %d outside [0, %lld]",
                        static_cast<long long>(j), t, static_cast<long long>(b));
-            std::vector<double> s(static_cast<size_t>(b));
-            for (int64_t i = 0; i < b; ++i) s[static_cast<size_t>(i)] = ld2(p.scores, kvh, j * b + i);
+            std::vector<Acc> s(static_cast<size_t>(b));
+            for (int64_t i = 0; i < b; ++i) s[static_cast<size_t>(i)] = ld2<Acc>(p.scores, kvh, j * b + i);
             for (int64_t i : top_indices(s, t)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(j * b + i);
         }
         i32_1(p.n_selected, kvh) = static_cast<int32_t>(n);
@@ -207,6 +224,7 @@ Status token_select(const TokenSelectParams& p) {
     return Status();
 }
 
+template <class Acc>
 Status kv_gather(const KvGatherParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.k.shape[0], n_kv = p.k.shape[1], d = p.k.shape[2];
@@ -233,10 +251,11 @@ Status kv_gather(const KvGatherParams& p) {
     return Status();
 }
 
+template <class Acc>
 Status sparse_prefill(const SparsePrefillParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hq = p.q.shape[0], n_q = p.q.shape[1], hkv = p.k.shape[0], g = hq / hkv;
-    const double scale = effective_scale(p.scale, p.q.shape[2]);
+    const Acc scale = effective_scale(p.scale, p.q.shape[2]);
     const int64_t b = p.block_size;
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
         const int64_t ng = i32_1(p.n_global, kvh);
@@ -260,16 +279,17 @@ Status sparse_prefill(const SparsePrefillParams& p) {
                 if (gp < band0) rows.push_back({&p.k, &p.v, kvh, gp});
             }
             for (int64_t j = band0; j <= pos; ++j) rows.push_back({&p.k, &p.v, kvh, j});
-            attend(p.q, h, i, rows, scale, p.out);
+            attend<Acc>(p.q, h, i, rows, scale, p.out);
         }
     }
     return Status();
 }
 
+template <class Acc>
 Status decode_attention(const DecodeAttentionParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hq = p.q.shape[0], n_q = p.q.shape[1], hkv = p.k_cache.shape[0], g = hq / hkv;
-    const double scale = effective_scale(p.scale, p.q.shape[2]);
+    const Acc scale = effective_scale(p.scale, p.q.shape[2]);
     for (int64_t h = 0; h < hq; ++h) {
         const int64_t kvh = h / g;
         const int64_t n = i32_1(p.n_slots, kvh);
@@ -281,17 +301,18 @@ Status decode_attention(const DecodeAttentionParams& p) {
                     rows.push_back({&p.k_cache, &p.v_cache, kvh, s});
                 }
             }
-            attend(p.q, h, i, rows, scale, p.out);
+            attend<Acc>(p.q, h, i, rows, scale, p.out);
         }
     }
     return Status();
 }
 
+template <class Acc>
 Status block_compact(const BlockCompactParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hq = p.q.shape[0], n_q = p.q.shape[1], hkv = p.k_cache.shape[0], g = hq / hkv;
     const int64_t d = p.k_cache.shape[2], b = p.block_size;
-    const double scale = effective_scale(p.scale, p.q.shape[2]);
+    const Acc scale = effective_scale(p.scale, p.q.shape[2]);
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
         const int64_t keep = i32_1(p.keep, kvh);
         if (keep < 0) continue;
@@ -299,11 +320,11 @@ Status block_compact(const BlockCompactParams& p) {
         TCA_ASSERT(keep <= b && n - g0 >= b && g0 >= 0 && n <= p.k_cache.shape[1],
                    "block_compact: keep %lld, n_global %lld, n_slots %lld", static_cast<long long>(keep),
                    static_cast<long long>(g0), static_cast<long long>(n));
-        std::vector<double> score(static_cast<size_t>(b), 0.0);
+        std::vector<Acc> score(static_cast<size_t>(b), Acc{0});
         for (int64_t h = kvh * g; h < (kvh + 1) * g; ++h) {
             for (int64_t i = 0; i < n_q; ++i) {
-                const auto s = softmax_row(p.q, h, i, p.k_cache, kvh, g0, b, scale);
-                for (size_t j = 0; j < s.size(); ++j) score[j] += s[j] / static_cast<double>(g * n_q);
+                const auto s = softmax_row<Acc>(p.q, h, i, p.k_cache, kvh, g0, b, scale);
+                for (size_t j = 0; j < s.size(); ++j) score[j] += s[j] / static_cast<Acc>(g * n_q);
             }
         }
         // New order of the slots from g0 on: the kept block tokens, then the rest of the local part.
@@ -337,5 +358,20 @@ Status block_compact(const BlockCompactParams& p) {
     }
     return Status();
 }
+
+}  // namespace detail
+
+// Acc = double: the oracle; Acc = float: the naive float32 baseline of the same loops.
+#define TCA_DEFINE_REF_OP(name, Params) \
+    Status name(const Params& p) { return detail::name<double>(p); }
+TCA_FOR_EACH_OP(TCA_DEFINE_REF_OP)
+#undef TCA_DEFINE_REF_OP
+
+namespace naive_f32 {
+#define TCA_DEFINE_NAIVE_OP(name, Params) \
+    Status name(const Params& p) { return detail::name<float>(p); }
+TCA_FOR_EACH_OP(TCA_DEFINE_NAIVE_OP)
+#undef TCA_DEFINE_NAIVE_OP
+}  // namespace naive_f32
 
 }  // namespace tca::ref

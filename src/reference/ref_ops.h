@@ -8,5 +8,11 @@
 namespace tca::ref {
 #define TCA_DECLARE_REF_OP(name, Params) Status name(const Params& p);
 TCA_FOR_EACH_OP(TCA_DECLARE_REF_OP)
+
+// The same loops accumulating in float32 instead of float64 ("naive f32"): not an oracle but
+// the baseline error that sizes parity tolerances (docs/numerics.md, FlashAttention-3 rule).
+namespace naive_f32 {
+TCA_FOR_EACH_OP(TCA_DECLARE_REF_OP)
+}  // namespace naive_f32
 #undef TCA_DECLARE_REF_OP
 }  // namespace tca::ref
