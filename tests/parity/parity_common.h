@@ -1,0 +1,48 @@
+// Shared pieces of the parity tests: every op runs on the float64 reference (the oracle), the
+// naive float32 reference (sizes the tolerance) and the CPU backend, on identical inputs, into
+// NaN-prefilled outputs guarded by canaries.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/harness.h"
+
+namespace tca::test {
+
+// One output tensor in three copies: oracle (f64), naive f32 and the backend under test.
+struct Out3 {
+    Buf ref, naive, cpu;
+    Out3(DType dtype, std::vector<int64_t> shape)
+        : ref(dtype, shape), naive(dtype, shape), cpu(dtype, std::move(shape)) {
+        ref.fill_poison();
+        naive.fill_poison();
+        cpu.fill_poison();
+    }
+    Buf& of(Backend b) { return b == Backend::kRef ? ref : b == Backend::kNaiveF32 ? naive : cpu; }
+};
+
+inline const std::vector<Backend>& parity_backends() {
+    static const std::vector<Backend> b = {Backend::kRef, Backend::kNaiveF32, Backend::kCpu};
+    return b;
+}
+
+// Canaries of every copy intact.
+inline void expect_canaries(const Out3& o, const std::string& name) {
+    EXPECT_TRUE(o.ref.canaries_intact("ref " + name));
+    EXPECT_TRUE(o.naive.canaries_intact("naive_f32 " + name));
+    EXPECT_TRUE(o.cpu.canaries_intact("cpu " + name));
+}
+
+// A float output by the FlashAttention-3 rule; the measured errors go to the table.
+inline void expect_fa3(const OpCase& c, const std::string& output, const Out3& o) {
+    const Tolerance tol = fa3_tolerance(o.naive, o.ref);
+    const ErrorStats s = error_stats(o.cpu, o.ref);
+    record_error(c.op + "." + output, s.max_abs, tol.naive_err, s.max_want);
+    EXPECT_TRUE(all_near(o.cpu, o.ref, tol.bound(), c.op + "." + output + " cpu vs float64"))
+        << "tolerance = 2 x naive f32 error " << tol.naive_err << " + floor " << tol.floor;
+}
+
+}  // namespace tca::test
