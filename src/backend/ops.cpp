@@ -299,12 +299,11 @@ bool is_supported_weight_type(GgmlType t) {
     }
 }
 
-const char* rope_style_name(RopeStyle s) { return s == RopeStyle::kAdjacent ? "adjacent" : "neox"; }
 
 namespace {
 
 // A weight matrix: present, positive extents, a supported type and whole blocks per row.
-Status check_weight(const WeightView& w, const char* op, const char* name) {
+Status check_weight(const MatrixView& w, const char* op, const char* name) {
     if (w.data == nullptr) return invalid_argument("%s: weight %s is missing", op, name);
     if (w.n_rows < 1 || w.n_cols < 1) {
         return invalid_argument("%s: weight %s must have positive extents, got [%lld, %lld]", op,
@@ -380,7 +379,7 @@ Status validate(const RopeParams& p) {
     }
     TCA_RETURN_IF_ERROR(check_i32(p.positions, op, "positions", 1, {p.x.shape[0]}));
     TCA_RETURN_IF_ERROR(check_f32(p.inv_freq, op, "inv_freq", 1, {d / 2}));
-    if (p.style != RopeStyle::kAdjacent && p.style != RopeStyle::kNeox) {
+    if (p.style != RopeStyle::kAdjacentPairs && p.style != RopeStyle::kHalfSplit) {
         return invalid_argument("%s: unknown style %d", op, static_cast<int>(p.style));
     }
     for (int64_t t = 0; t < p.positions.shape[0]; ++t) {
@@ -432,6 +431,7 @@ namespace ops {
                            device_name(device));                                    \
     }
 TCA_FOR_EACH_OP(TCA_DEFINE_DISPATCH)
+TCA_FOR_EACH_MODEL_OP(TCA_DEFINE_DISPATCH)
 #undef TCA_DEFINE_DISPATCH
 }  // namespace ops
 

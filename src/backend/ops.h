@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/tensor_view.h"
 #include "model/ggml_types.h"
+#include "model/model_config.h"
 #include "sparse/sparse_options.h"
 
 namespace tca {
@@ -137,7 +138,7 @@ struct BlockCompactParams {
 
 // A weight matrix in ggml layout: n_rows rows of n_cols elements, each row stored as whole
 // ggml blocks (ggml_row_bytes(type, n_cols) bytes), rows back to back. Host memory, read-only.
-struct WeightView {
+struct MatrixView {
     const void* data = nullptr;
     GgmlType type = GgmlType::kF32;
     int64_t n_rows = 0;
@@ -149,7 +150,7 @@ bool is_supported_weight_type(GgmlType t);
 // y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]).
 struct MatmulParams {
     TensorView x;     // [n_tokens, n_in] f32, any row stride
-    WeightView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
+    MatrixView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
     TensorView bias;  // [n_out] f32, optional (empty = no bias)
     TensorView y;     // [n_tokens, n_out] f32 out, any row stride; must not overlap x
 };
@@ -162,17 +163,15 @@ struct RmsNormParams {
     float eps = 1e-5f;
 };
 
-// Which elements RoPE rotates together: (x[2i], x[2i+1]) for GGUF arch llama/mistral,
-// (x[i], x[i + d/2]) for qwen2 (GPT-NeoX style).
-enum class RopeStyle { kAdjacent, kNeox };
-const char* rope_style_name(RopeStyle s);
+// RopeStyle (model/model_config.h): which elements RoPE rotates together, (x[2i], x[2i+1])
+// for GGUF arch llama/mistral, (x[i], x[i + d/2]) for qwen2 and Hugging Face checkpoints.
 
 // In place: pair i of head h of token t rotates by angle positions[t] * inv_freq[i].
 struct RopeParams {
     TensorView x;          // [n_tokens, n_heads, head_dim] f32 in/out; head_dim even
     TensorView positions;  // [n_tokens] i32, >= 0
     TensorView inv_freq;   // [head_dim / 2] f32 (backend/rope_freqs.h computes it)
-    RopeStyle style = RopeStyle::kAdjacent;
+    RopeStyle style = RopeStyle::kAdjacentPairs;
 };
 
 // out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
@@ -184,7 +183,7 @@ struct SwigluParams {
 
 // out[t] = row ids[t] of the token-embedding table, dequantized to f32.
 struct EmbedParams {
-    WeightView table;  // [n_vocab, dim]
+    MatrixView table;  // [n_vocab, dim]
     TensorView ids;    // [n_tokens] i32 host memory, each in [0, n_vocab)
     TensorView out;    // [n_tokens, dim] f32
 };
@@ -240,6 +239,10 @@ float effective_scale(float scale, int64_t head_dim);
 namespace ops {
 #define TCA_DECLARE_DISPATCH(name, Params) Status name(Device device, const Params& p);
 TCA_FOR_EACH_OP(TCA_DECLARE_DISPATCH)
+// The model ops keep their own list (TCA_FOR_EACH_MODEL_OP) while reference/ref_ops.cpp
+// defines its functions from TCA_FOR_EACH_OP; folding the lists together means dropping the
+// model-op dispatch definitions at the end of ops.cpp.
+TCA_FOR_EACH_MODEL_OP(TCA_DECLARE_DISPATCH)
 #undef TCA_DECLARE_DISPATCH
 }  // namespace ops
 

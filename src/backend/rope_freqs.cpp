@@ -14,10 +14,10 @@ Result<std::vector<float>> rope_inv_freq(int64_t head_dim, double base, const Ro
     if (!(std::isfinite(base) && base > 1.0)) {
         return invalid_argument("rope: freq_base must be finite and > 1, got %g", base);
     }
-    if (s.type != RopeScalingType::kNone && !(std::isfinite(s.factor) && s.factor > 0.0)) {
+    if (s.type != RopeScaling::Type::kNone && !(std::isfinite(s.factor) && s.factor > 0.0)) {
         return invalid_argument("rope: scaling factor must be finite and > 0, got %g", s.factor);
     }
-    if (s.type == RopeScalingType::kLlama3) {
+    if (s.type == RopeScaling::Type::kLlama3) {
         if (s.original_context_length < 1) {
             return invalid_argument("rope: original_context_length must be > 0, got %lld",
                                     static_cast<long long>(s.original_context_length));
@@ -34,9 +34,9 @@ Result<std::vector<float>> rope_inv_freq(int64_t head_dim, double base, const Ro
     std::vector<float> out(static_cast<size_t>(head_dim / 2));
     for (int64_t i = 0; i < head_dim / 2; ++i) {
         double f = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-        if (s.type == RopeScalingType::kLinear) {
+        if (s.type == RopeScaling::Type::kLinear) {
             f /= s.factor;
-        } else if (s.type == RopeScalingType::kLlama3) {
+        } else if (s.type == RopeScaling::Type::kLlama3) {
             const double wavelen = 2.0 * pi / f;
             const double low_wavelen = ctx / s.low_freq_factor;
             const double high_wavelen = ctx / s.high_freq_factor;

@@ -7,20 +7,11 @@
 #include <vector>
 
 #include "core/status.h"
+#include "model/model_config.h"
 
 namespace tca {
 
-enum class RopeScalingType { kNone, kLinear, kLlama3 };
-
-// GGUF keys rope.scaling.{type, factor, low_freq_factor, high_freq_factor,
-// original_context_length}; Hugging Face config.json "rope_scaling" has the same fields.
-struct RopeScaling {
-    RopeScalingType type = RopeScalingType::kNone;
-    double factor = 1.0;            // kLinear, kLlama3: > 0
-    double low_freq_factor = 1.0;   // kLlama3
-    double high_freq_factor = 4.0;  // kLlama3: > low_freq_factor
-    int64_t original_context_length = 8192;  // kLlama3: > 0
-};
+// RopeScaling: model/model_config.h (GGUF rope.scaling.* keys, HF config.json "rope_scaling").
 
 // inv_freq [head_dim / 2], computed in double and rounded once to f32.
 //  - kNone:   base^(-2i / d)

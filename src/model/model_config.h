@@ -27,7 +27,7 @@ const char* rope_style_name(RopeStyle s);
 // information is stored as a per-dimension factor tensor `rope_freqs.weight` instead (see
 // ModelWeights::rope_freqs), so config_from_gguf leaves this kNone.
 struct RopeScaling {
-    enum class Type { kNone, kLlama3 };
+    enum class Type { kNone, kLinear, kLlama3 };  // kLinear: position interpolation
     Type type = Type::kNone;
     double factor = 1.0;
     double low_freq_factor = 1.0;

@@ -16,7 +16,7 @@ float* row_f32(const TensorView& v, int64_t t) { return v.ptr<float>() + t * v.s
 float elem(const TensorView& v, int64_t i) { return v.ptr<const float>()[i * v.stride[0]]; }
 
 // Row `r` of a weight matrix, dequantized exactly.
-std::vector<float> weight_row(const WeightView& w, int64_t r) {
+std::vector<float> weight_row(const MatrixView& w, int64_t r) {
     const uint64_t row_bytes = ggml_row_bytes(w.type, w.n_cols).value();
     std::vector<float> out(static_cast<size_t>(w.n_cols));
     const Status s = dequantize(w.type, static_cast<const uint8_t*>(w.data) + r * row_bytes,
@@ -74,8 +74,8 @@ Status rope_impl(const RopeParams& p) {
             for (int64_t i = 0; i < half; ++i) {
                 const Acc angle = pos * static_cast<Acc>(elem(p.inv_freq, i));
                 const Acc c = std::cos(angle), s = std::sin(angle);
-                const int64_t i0 = p.style == RopeStyle::kAdjacent ? 2 * i : i;
-                const int64_t i1 = p.style == RopeStyle::kAdjacent ? 2 * i + 1 : i + half;
+                const int64_t i0 = p.style == RopeStyle::kAdjacentPairs ? 2 * i : i;
+                const int64_t i1 = p.style == RopeStyle::kAdjacentPairs ? 2 * i + 1 : i + half;
                 const Acc x0 = x[i0], x1 = x[i1];
                 x[i0] = static_cast<float>(x0 * c - x1 * s);
                 x[i1] = static_cast<float>(x0 * s + x1 * c);

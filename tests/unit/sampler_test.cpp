@@ -23,7 +23,7 @@ TEST(Sampler, SeededAndReproducible) {
     opt.top_p = 1.0;
     opt.seed = 9;
     std::vector<float> logits(50);
-    for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(std::sin(i * 1.3));
+    for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(std::sin(static_cast<double>(i) * 1.3));
     Sampler a(opt, 50), b(opt, 50);
     for (int i = 0; i < 100; ++i) EXPECT_EQ(a.sample(logits.data()), b.sample(logits.data()));
 }

@@ -133,7 +133,7 @@ Status rope(const RopeParams& p) {
         }
         for (int64_t h = 0; h < n_heads; ++h) {
             float* x = p.x.ptr<float>() + t * p.x.stride[0] + h * p.x.stride[1];
-            if (p.style == RopeStyle::kAdjacent) {
+            if (p.style == RopeStyle::kAdjacentPairs) {
                 for (int64_t i = 0; i < half; ++i) {
                     const float x0 = x[2 * i], x1 = x[2 * i + 1];
                     x[2 * i] = x0 * cs[i] - x1 * sn[i];
