@@ -9,5 +9,6 @@
 namespace tca::cpu {
 #define TCA_DECLARE_CPU_OP(name, Params) Status name(const Params& p);
 TCA_FOR_EACH_OP(TCA_DECLARE_CPU_OP)
+TCA_FOR_EACH_MODEL_OP(TCA_DECLARE_CPU_OP)  // matmul.cpp, model_ops.cpp
 #undef TCA_DECLARE_CPU_OP
 }  // namespace tca::cpu
