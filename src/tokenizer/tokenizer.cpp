@@ -209,21 +209,26 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
 
 Result<std::string> Tokenizer::decode(std::span<const int32_t> ids, bool render_special) const {
     std::string out;
-    bool first_text = true;
+    const Impl& im = *impl_;
+    // SPM: encode put a space before the text at the start and after every special token;
+    // drop it again from the first text piece there, so decode(encode(x)) == x.
+    bool after_special = true;
     for (size_t i = 0; i < ids.size(); ++i) {
         const int32_t id = ids[i];
         if (id < 0 || id >= n_vocab()) {
             return invalid_argument("decode: ids[%zu] = %d out of range [0, %d)", i, id, n_vocab());
         }
+        const TokenType type = im.vocab.type(id);
         const size_t before = out.size();
-        impl_->append_piece(id, render_special, out);
-        if (out.size() == before) continue;
-        // SPM: drop the space encode put before the text (llama.cpp drops it on the first piece).
-        if (first_text && impl_->spm && impl_->vocab.add_space_prefix && out[before] == ' ' &&
-            impl_->vocab.type(id) == TokenType::kNormal) {
+        im.append_piece(id, render_special, out);
+        if (type == TokenType::kControl || type == TokenType::kUserDefined || type == TokenType::kUnused) {
+            after_special = true;
+            continue;
+        }
+        if (after_special && im.spm && im.vocab.add_space_prefix && out.size() > before && out[before] == ' ') {
             out.erase(before, 1);
         }
-        first_text = false;
+        after_special = false;
     }
     return out;
 }

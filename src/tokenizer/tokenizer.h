@@ -39,8 +39,9 @@ public:
     // User-defined added tokens are always matched. Never fails: any bytes are encodable.
     std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const;
 
-    // Ids to text. Control tokens are rendered only with render_special; SPM drops the leading
-    // space of the first piece (the one encode added). An id outside [0, n_vocab) is an error.
+    // Ids to text. Control tokens are rendered only with render_special; SPM drops the space
+    // encode added (first text piece at the start and after each special token), so
+    // decode(encode(x)) == x. An id outside [0, n_vocab) is an error.
     Result<std::string> decode(std::span<const int32_t> ids, bool render_special = false) const;
     // The bytes of one token for streaming output (may be a partial UTF-8 sequence; SPM pieces
     // keep their leading space). Ids outside [0, n_vocab) give an empty piece.

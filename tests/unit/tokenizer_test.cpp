@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,8 @@ TEST(TokenizerSpm, SpecialTokens) {
     ASSERT_TRUE(tok.ok());
     // Control tokens only with parse_special; after one, the text gets its space prefix again.
     EXPECT_EQ(tok->encode("</s>hello", false, true), (std::vector<int32_t>{2, 271}));
+    EXPECT_EQ(tok->decode(std::vector<int32_t>{2, 271}, true).value(), "</s>hello");
+    EXPECT_EQ(tok->decode(tok->encode("a </s> b", true, true), true).value(), "<s>a </s> b");
     const auto literal = tok->encode("</s>", false, false);
     EXPECT_NE(literal, (std::vector<int32_t>{2}));
     // User-defined tokens are matched always.
@@ -467,6 +470,46 @@ TEST(TokenizerHfJson, TruncatedFilesFail) {
     const std::string text = minimal_json().dump();
     for (size_t n = 0; n < text.size(); n += 97) {
         EXPECT_FALSE(parse_hf_tokenizer_json(std::string_view(text).substr(0, n), "tok.json").ok()) << n;
+    }
+}
+
+// Random bytes (invalid UTF-8, NULs, control characters) round-trip exactly through both
+// encoders, and corrupted tokenizer.json files fail with a Status or load, never crash.
+TEST(TokenizerRobustness, RandomBytesRoundTrip) {
+    auto spm = Tokenizer::create(small_spm());
+    auto bpe = Tokenizer::create(small_bpe({"a b", "b c", "\xC4\xA0 a"}));
+    ASSERT_TRUE(spm.ok() && bpe.ok());
+    std::mt19937 rng(7);
+    const std::string alphabet = std::string("abch elo\n\t\r'1 ") + "\xE2\x96\x81\xC3\xA9\xFF\x80" + std::string(1, '\0');
+    for (int iter = 0; iter < 300; ++iter) {
+        std::string text;
+        const int len = static_cast<int>(rng() % 40);
+        for (int k = 0; k < len; ++k) {
+            text += (rng() % 4 == 0) ? static_cast<char>(rng() % 256) : alphabet[rng() % alphabet.size()];
+        }
+        for (const Tokenizer* tok : {&spm.value(), &bpe.value()}) {
+            auto back = tok->decode(tok->encode(text, true, true), /*render_special=*/true);
+            ASSERT_TRUE(back.ok());
+            // render_special shows the BOS of the SPM vocabulary.
+            const std::string expect = tok == &spm.value() ? "<s>" + text : text;
+            EXPECT_EQ(*back, expect) << "iter " << iter;
+        }
+    }
+}
+
+TEST(TokenizerRobustness, CorruptedJson) {
+    const std::string good = minimal_json().dump();
+    std::mt19937 rng(11);
+    for (int iter = 0; iter < 300; ++iter) {
+        std::string text = good;
+        for (int k = 0; k < 3; ++k) text[rng() % text.size()] = static_cast<char>(rng() % 256);
+        auto v = parse_hf_tokenizer_json(text, "tok.json");
+        if (v.ok()) {
+            auto tok = Tokenizer::create(std::move(v).value());
+            if (tok.ok()) (void)tok->encode("ab <|eot_id|> \xFF", true, true);
+        } else {
+            EXPECT_EQ(v.status().message().rfind("tok.json: ", 0), 0u) << v.status().message();
+        }
     }
 }
 
