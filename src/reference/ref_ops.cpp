@@ -361,16 +361,29 @@ Status block_compact(const BlockCompactParams& p) {
 
 }  // namespace detail
 
-// Acc = double: the oracle; Acc = float: the naive float32 baseline of the same loops.
+// The ops defined in this file (an op of TCA_FOR_EACH_OP may have its reference elsewhere,
+// e.g. kv_append in ref_kv_ops.cpp). Acc = double: the oracle; Acc = float: the naive float32
+// baseline of the same loops.
+#define TCA_REF_TEMPLATED_OPS(X)               \
+    X(attention_dense, AttentionDenseParams)   \
+    X(token_importance, TokenImportanceParams) \
+    X(block_score, BlockScoreParams)           \
+    X(block_budget, BlockBudgetParams)         \
+    X(token_select, TokenSelectParams)         \
+    X(kv_gather, KvGatherParams)               \
+    X(sparse_prefill, SparsePrefillParams)     \
+    X(decode_attention, DecodeAttentionParams) \
+    X(block_compact, BlockCompactParams)
+
 #define TCA_DEFINE_REF_OP(name, Params) \
     Status name(const Params& p) { return detail::name<double>(p); }
-TCA_FOR_EACH_OP(TCA_DEFINE_REF_OP)
+TCA_REF_TEMPLATED_OPS(TCA_DEFINE_REF_OP)
 #undef TCA_DEFINE_REF_OP
 
 namespace naive_f32 {
 #define TCA_DEFINE_NAIVE_OP(name, Params) \
     Status name(const Params& p) { return detail::name<float>(p); }
-TCA_FOR_EACH_OP(TCA_DEFINE_NAIVE_OP)
+TCA_REF_TEMPLATED_OPS(TCA_DEFINE_NAIVE_OP)
 #undef TCA_DEFINE_NAIVE_OP
 }  // namespace naive_f32
 
