@@ -420,6 +420,25 @@ Status validate(const AddParams& p) {
     return check_f32(p.out, op, "out", 2, {p.a.shape[0], p.a.shape[1]});
 }
 
+Status validate(const KvAppendParams& p) {
+    const char* op = "kv_append";
+    TCA_RETURN_IF_ERROR(check_tensor(p.k_cache, op, "k_cache", 3, {-1, -1, -1}));
+    const int64_t hkv = p.k_cache.shape[0], cap = p.k_cache.shape[1], d = p.k_cache.shape[2];
+    TCA_RETURN_IF_ERROR(check_tensor(p.v_cache, op, "v_cache", 3, {hkv, cap, d}));
+    TCA_RETURN_IF_ERROR(check_kv_storage(p.k_cache, p.v_cache, op, "k_cache", "v_cache"));
+    TCA_RETURN_IF_ERROR(validate_head_dim(d, op));
+    TCA_RETURN_IF_ERROR(check_f32(p.k_new, op, "k_new", 3, {-1, hkv, d}));
+    TCA_RETURN_IF_ERROR(check_f32(p.v_new, op, "v_new", 3, {p.k_new.shape[0], hkv, d}));
+    TCA_RETURN_IF_ERROR(check_i32(p.slot_pos, op, "slot_pos", 2, {hkv, cap}));
+    TCA_RETURN_IF_ERROR(check_i32(p.n_slots, op, "n_slots", 1, {hkv}));
+    if (p.pos0 < 0 || p.pos0 + p.k_new.shape[0] > INT32_MAX) {
+        return invalid_argument("%s: positions [%lld, %lld) must lie in [0, 2^31)", op,
+                                static_cast<long long>(p.pos0),
+                                static_cast<long long>(p.pos0 + p.k_new.shape[0]));
+    }
+    return Status();
+}
+
 namespace ops {
 #define TCA_DEFINE_DISPATCH(name, Params)                                           \
     Status name(Device device, const Params& p) {                                   \

@@ -134,6 +134,20 @@ struct BlockCompactParams {
     float scale = 0.0f;
 };
 
+// Appends n new tokens' K/V rows (the token-major projection outputs, RoPE already applied)
+// after the last slot of each KV head: slots [n_slots[h], n_slots[h] + n) receive positions
+// pos0 .. pos0 + n - 1, then n_slots[h] += n. Requires n_slots[h] + n <= cap (the runtime
+// checks the context length first).
+struct KvAppendParams {
+    TensorView k_new;     // [n_tokens, n_kv_heads, head_dim] f32, any outer strides
+    TensorView v_new;     // [n_tokens, n_kv_heads, head_dim] f32
+    TensorView k_cache;   // [n_kv_heads, cap, head_dim] f32|f16|bf16 in/out
+    TensorView v_cache;   // [n_kv_heads, cap, head_dim] in/out
+    TensorView slot_pos;  // [n_kv_heads, cap] i32 in/out
+    TensorView n_slots;   // [n_kv_heads] i32 in/out
+    int64_t pos0 = 0;
+};
+
 // ---- Model ops: the LLaMA / Qwen2 / Mistral forward pass outside attention ----------------
 
 // A weight matrix in ggml layout: n_rows rows of n_cols elements, each row stored as whole
@@ -222,7 +236,8 @@ Status validate(const AddParams& p);
     X(kv_gather, KvGatherParams)                  \
     X(sparse_prefill, SparsePrefillParams)        \
     X(decode_attention, DecodeAttentionParams)    \
-    X(block_compact, BlockCompactParams)
+    X(block_compact, BlockCompactParams)          \
+    X(kv_append, KvAppendParams)
 
 // Shape, dtype and parameter validation shared by every backend. The message names the
 // parameter and its value, e.g. "sparse_prefill: block_size must be a power of two, got 100".
