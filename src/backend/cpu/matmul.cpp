@@ -104,33 +104,51 @@ void row_dot(GgmlType type, const uint8_t* row, int64_t n, const float* const* x
         }
         case GgmlType::kQ8_0:
         case GgmlType::kQ4_0: {
-            const bool q8 = type == GgmlType::kQ8_0;
-            const int64_t bb = q8 ? 34 : 18;
-            // Block b's products go to accumulator set J (two sets in flight for ILP).
-            auto block = [&](int64_t b, auto set) {
-                constexpr int J = decltype(set)::value;
-                const uint8_t* blk = row + b * bb;
-                const __m256 d = _mm256_set1_ps(load_f16_scale(blk));
-                const __m256i q = q8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))
-                                     : q4_0_block_i8(blk);
-                const __m256 w0 = i8x8_to_ps<0>(q), w1 = i8x8_to_ps<1>(q);
-                const __m256 w2 = i8x8_to_ps<2>(q), w3 = i8x8_to_ps<3>(q);
-                for (int t = 0; t < NT; ++t) {
-                    const float* xs = x[t] + b * 32;
-                    __m256 s0 = _mm256_mul_ps(w0, _mm256_loadu_ps(xs));
-                    __m256 s1 = _mm256_mul_ps(w1, _mm256_loadu_ps(xs + 8));
-                    s0 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xs + 16), s0);
-                    s1 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xs + 24), s1);
-                    acc[2 * t + J] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), d, acc[2 * t + J]);
+            // Block b's products go to accumulator set J (two sets in flight for ILP). Q8_0
+            // widens its quants straight from memory (vpmovsxbd m64: one shuffle-port uop per 8
+            // weights instead of three with a register source), Q4_0 unpacks nibbles first.
+            auto run = [&](auto is_q8) {
+                constexpr bool kQ8 = decltype(is_q8)::value;
+                constexpr int64_t bb = kQ8 ? 34 : 18;
+                auto block = [&](int64_t b, auto set) {
+                    constexpr int J = decltype(set)::value;
+                    const uint8_t* blk = row + b * bb;
+                    const __m256 d = _mm256_set1_ps(load_f16_scale(blk));
+                    __m256 w0, w1, w2, w3;
+                    if constexpr (kQ8) {
+                        w0 = i8x8_mem_to_ps(blk + 2);
+                        w1 = i8x8_mem_to_ps(blk + 10);
+                        w2 = i8x8_mem_to_ps(blk + 18);
+                        w3 = i8x8_mem_to_ps(blk + 26);
+                    } else {
+                        const __m256i q = q4_0_block_i8(blk);
+                        w0 = i8x8_to_ps<0>(q);
+                        w1 = i8x8_to_ps<1>(q);
+                        w2 = i8x8_to_ps<2>(q);
+                        w3 = i8x8_to_ps<3>(q);
+                    }
+                    for (int t = 0; t < NT; ++t) {
+                        const float* xs = x[t] + b * 32;
+                        __m256 s0 = _mm256_mul_ps(w0, _mm256_loadu_ps(xs));
+                        __m256 s1 = _mm256_mul_ps(w1, _mm256_loadu_ps(xs + 8));
+                        s0 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xs + 16), s0);
+                        s1 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xs + 24), s1);
+                        acc[2 * t + J] = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), d, acc[2 * t + J]);
+                    }
+                };
+                const int64_t nb = n / 32;
+                int64_t b = 0;
+                for (; b + 2 <= nb; b += 2) {
+                    block(b, std::integral_constant<int, 0>());
+                    block(b + 1, std::integral_constant<int, 1>());
                 }
+                if (b < nb) block(b, std::integral_constant<int, 0>());
             };
-            const int64_t nb = n / 32;
-            int64_t b = 0;
-            for (; b + 2 <= nb; b += 2) {
-                block(b, std::integral_constant<int, 0>());
-                block(b + 1, std::integral_constant<int, 1>());
+            if (type == GgmlType::kQ8_0) {
+                run(std::true_type());
+            } else {
+                run(std::false_type());
             }
-            if (b < nb) block(b, std::integral_constant<int, 0>());
             break;
         }
         default: {

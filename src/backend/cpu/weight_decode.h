@@ -53,6 +53,10 @@ inline __m256 i8x8_to_ps(__m256i v) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
 }
 // 8 f16 / bf16 weights as f32, and the sum of 8 lanes (own names: simd.h belongs to attention).
+// 8 int8 values in memory as f32.
+inline __m256 i8x8_mem_to_ps(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
 inline __m256 ld8_f16(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
