@@ -8,11 +8,6 @@
 
 namespace tca::cli {
 
-int report_error(const Status& status) {
-    std::fprintf(stderr, "tca: %s\n", status.message().c_str());
-    return status.code() == StatusCode::kUsage ? 2 : 1;
-}
-
 namespace {
 
 int bench_attention(const std::vector<std::string>& args) {

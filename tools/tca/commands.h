@@ -5,13 +5,23 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/status.h"
 
 namespace tca::cli {
 
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_run(const std::vector<std::string>& args);
+int cmd_tokenize(const std::vector<std::string>& args);
+int cmd_inspect(const std::vector<std::string>& args);
 
-// Prints "tca: <message>" for an error status and maps it to an exit code (usage -> 2, else 1).
+// Shared flag helpers.
+Result<DType> parse_kv_type(const std::string& name);
+// The prompt from -p TEXT or -f FILE (exactly one).
+Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given);
+
+// Prints "tca: <message>" for an error status and maps it to an exit code (ok -> 0,
+// usage -> 2, else 1).
 int report_error(const Status& status);
 
 }  // namespace tca::cli

@@ -16,6 +16,9 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"run", "generate text from a prompt with a model (GGUF or safetensors)", tca::cli::cmd_run},
+    {"tokenize", "print the token ids of a text", tca::cli::cmd_tokenize},
+    {"inspect", "describe a model file: shapes, tensor types, tokenizer, memory", tca::cli::cmd_inspect},
     {"bench", "benchmarks (bench attention: dense vs TCA attention on this CPU)", tca::cli::cmd_bench},
 };
 

@@ -1,0 +1,197 @@
+// Engine implementation (engine.h).
+#include "runtime/engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <new>
+
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/strings.h"
+#include "core/thread_pool.h"
+
+namespace tca {
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Physical memory available to this process (MemAvailable), 0 when unknown.
+uint64_t available_memory_bytes() {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (std::fgets(line, sizeof line, f)) {
+        unsigned long long v = 0;
+        if (std::sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+            kb = v;
+            break;
+        }
+    }
+    std::fclose(f);
+    return kb * 1024;
+}
+
+}  // namespace
+
+double EngineStats::prefill_tokens_per_s() const {
+    return prefill_ms > 0 ? 1000.0 * static_cast<double>(n_prompt_tokens) / prefill_ms : 0.0;
+}
+double EngineStats::decode_tokens_per_s() const {
+    return decode_ms > 0 ? 1000.0 * static_cast<double>(n_generated) / decode_ms : 0.0;
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
+    if (opt.n_threads < 0 || opt.n_threads > 1024) {
+        return usage_error("--threads must be in [1, 1024], got %d", opt.n_threads);
+    }
+    if (opt.batch_size < 1) {
+        return usage_error("--batch-size must be >= 1, got %lld", static_cast<long long>(opt.batch_size));
+    }
+    if (opt.ctx_size < 0) {
+        return usage_error("--ctx-size must be >= 1, got %lld", static_cast<long long>(opt.ctx_size));
+    }
+    if (opt.n_threads > 0) set_num_threads(opt.n_threads);
+    std::unique_ptr<Engine> e(new (std::nothrow) Engine());
+    if (!e) return out_of_memory("engine: cannot allocate");
+    e->opt_ = opt;
+    TCA_ASSIGN_OR_RETURN(ModelWeights weights, load_model(opt.model_path));
+    // Tokenizer: a tokenizer.json given explicitly, else the GGUF's own, else tokenizer.json
+    // next to a safetensors model.
+    std::string tok_path = opt.tokenizer_path;
+    if (tok_path.empty() && !weights.gguf) {
+        std::string dir = weights.path;
+        if (dir.size() > 12 && dir.compare(dir.size() - 12, 12, ".safetensors") == 0) {
+            const size_t slash = dir.find_last_of('/');
+            dir = slash == std::string::npos ? "." : dir.substr(0, slash);
+        }
+        tok_path = dir + "/tokenizer.json";
+    }
+    if (!tok_path.empty()) {
+        TCA_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::from_hf_json_file(tok_path));
+        e->tokenizer_ = std::make_unique<Tokenizer>(std::move(t));
+    } else {
+        TCA_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::from_gguf(*weights.gguf));
+        e->tokenizer_ = std::make_unique<Tokenizer>(std::move(t));
+    }
+    if (e->tokenizer_->n_vocab() > weights.config.n_vocab) {
+        return invalid_argument("tokenizer has %d tokens but the model's vocabulary is %lld",
+                                e->tokenizer_->n_vocab(), static_cast<long long>(weights.config.n_vocab));
+    }
+    TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights)));
+    const ModelConfig& c = e->model_->config();
+    int64_t ctx = opt.ctx_size;
+    if (ctx == 0) ctx = c.context_length > 0 ? std::min<int64_t>(c.context_length, 4096) : 4096;
+    if (ctx > (int64_t{1} << 30)) {
+        return usage_error("--ctx-size %lld is larger than the supported 2^30 tokens",
+                           static_cast<long long>(ctx));
+    }
+    TCA_ASSIGN_OR_RETURN(e->cache_, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
+                                                    opt.kv_dtype, available_memory_bytes()));
+    const int64_t batch = std::min(opt.batch_size, ctx);
+    try {
+        e->state_ = std::make_unique<RunState>(c, batch, opt.all_logits);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("run state for a batch of %lld tokens does not fit in memory",
+                             static_cast<long long>(batch));
+    }
+    return e;
+}
+
+std::string Engine::memory_report() const {
+    return strformat("weights %s, kv cache %s (%lld tokens x %lld layers, %s), activations %s",
+                     format_bytes(model_->weights().total_bytes()).c_str(),
+                     format_bytes(cache_.allocated_bytes()).c_str(),
+                     static_cast<long long>(cache_.capacity()),
+                     static_cast<long long>(cache_.n_layers()), dtype_name(cache_.dtype()),
+                     format_bytes(state_->nbytes()).c_str());
+}
+
+Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out) {
+    const auto n = static_cast<int64_t>(ids.size());
+    if (n == 0) return invalid_argument("nothing to evaluate: the prompt has no tokens");
+    if (n_past_ + n > cache_.capacity()) {
+        return invalid_argument("%lld tokens after %lld exceed the context size %lld (--ctx-size)",
+                                static_cast<long long>(n), static_cast<long long>(n_past_),
+                                static_cast<long long>(cache_.capacity()));
+    }
+    const int32_t vocab = static_cast<int32_t>(config().n_vocab);
+    for (int64_t i = 0; i < n; ++i) {
+        const int32_t id = ids[static_cast<size_t>(i)];
+        if (id < 0 || id >= vocab) {
+            return invalid_argument("token id %d at index %lld is outside the vocabulary [0, %d)",
+                                    id, static_cast<long long>(i), vocab);
+        }
+    }
+    if (logits_out) {
+        TCA_ASSERT(state_->all_logits, "eval: logits of every token need all_logits");
+        logits_out->resize(static_cast<size_t>(n * vocab));
+    }
+    const bool prompt = n > 1;
+    Progress progress("prefill", n);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; i += state_->max_batch) {
+        const int64_t len = std::min(state_->max_batch, n - i);
+        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_,
+                                    ids.subspan(static_cast<size_t>(i), static_cast<size_t>(len)),
+                                    n_past_));
+        n_past_ += len;
+        last_row_ = state_->all_logits ? len - 1 : 0;
+        if (logits_out) {
+            std::memcpy(logits_out->data() + i * vocab, state_->logits.data<float>(),
+                        static_cast<size_t>(len * vocab) * sizeof(float));
+        }
+        progress.update(i + len);
+    }
+    progress.done();
+    if (prompt) {
+        stats_.prefill_ms += ms_since(t0);
+        stats_.n_prompt_tokens += n;
+    }
+    return Status();
+}
+
+const float* Engine::last_logits() const {
+    return state_->logits.data<float>() + last_row_ * config().n_vocab;
+}
+
+Status Engine::generate(int64_t n_predict, Sampler& sampler,
+                        const std::function<bool(int32_t)>& on_token) {
+    if (n_past_ == 0) return invalid_argument("generate: evaluate a prompt first");
+    Progress progress("generate", n_predict);
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t produced = 0;
+    for (int64_t i = 0; i < n_predict; ++i) {
+        const int32_t id = sampler.sample(last_logits());
+        if (tokenizer_->is_eog(id)) break;
+        ++produced;
+        if (!on_token(id)) break;
+        if (i + 1 == n_predict) break;  // the last token needs no forward pass
+        if (n_past_ + 1 > cache_.capacity()) {
+            return invalid_argument("generation reached the context size %lld (--ctx-size)",
+                                    static_cast<long long>(cache_.capacity()));
+        }
+        const int32_t one[1] = {id};
+        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, one, n_past_));
+        ++n_past_;
+        last_row_ = 0;
+        progress.update(i + 1);
+    }
+    progress.done();
+    stats_.decode_ms += ms_since(t0);
+    stats_.n_generated += produced;
+    return Status();
+}
+
+void Engine::reset() {
+    cache_.clear();
+    n_past_ = 0;
+    last_row_ = 0;
+}
+
+}  // namespace tca

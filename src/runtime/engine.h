@@ -1,0 +1,77 @@
+// Engine: a model, its tokenizer, a KV cache and the run state, with the operations a user of
+// an inference engine needs: evaluate a prompt (in chunks of batch_size), decode token by
+// token, generate with a sampler and streamed output, and report memory and speed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "runtime/model.h"
+#include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tca {
+
+struct EngineOptions {
+    std::string model_path;
+    std::string tokenizer_path;  // tokenizer.json overriding the model's own vocabulary
+    int64_t ctx_size = 0;        // 0: the model's context length, at most 4096
+    int64_t batch_size = 512;    // prompt tokens per forward call
+    int n_threads = 0;           // 0: all hardware threads
+    DType kv_dtype = DType::kF32;
+    bool all_logits = false;     // keep the logits of every prompt token
+    Device device = Device::kCpu;
+};
+
+struct EngineStats {
+    int64_t n_prompt_tokens = 0;
+    int64_t n_generated = 0;
+    double prefill_ms = 0;
+    double decode_ms = 0;
+    double prefill_tokens_per_s() const;
+    double decode_tokens_per_s() const;
+};
+
+class Engine {
+public:
+    static Result<std::unique_ptr<Engine>> create(const EngineOptions& opt);
+
+    const ModelConfig& config() const { return model_->config(); }
+    const Tokenizer& tokenizer() const { return *tokenizer_; }
+    const KvCache& cache() const { return cache_; }
+    int64_t ctx_size() const { return cache_.capacity(); }
+    int64_t n_past() const { return n_past_; }
+    const EngineStats& stats() const { return stats_; }
+    // One line per buffer kind: weights, KV cache, activations.
+    std::string memory_report() const;
+
+    // Evaluates tokens after the current sequence. When logits_out is non-null (requires
+    // all_logits) it receives n x n_vocab floats, row i = logits after token i.
+    Status eval(std::span<const int32_t> ids, std::vector<float>* logits_out);
+    // Logits after the last evaluated token [n_vocab].
+    const float* last_logits() const;
+    // Generates up to n_predict tokens after the evaluated sequence; on_token gets each id
+    // (return false to stop). Stops at an end-of-generation token.
+    Status generate(int64_t n_predict, Sampler& sampler,
+                    const std::function<bool(int32_t)>& on_token);
+    // Forgets the sequence (empty cache).
+    void reset();
+
+private:
+    Engine() = default;
+    EngineOptions opt_;
+    std::unique_ptr<Model> model_;
+    std::unique_ptr<Tokenizer> tokenizer_;
+    KvCache cache_;
+    std::unique_ptr<RunState> state_;
+    int64_t n_past_ = 0;
+    int64_t last_row_ = 0;  // row of state_->logits holding the last token's logits
+    EngineStats stats_;
+};
+
+}  // namespace tca
