@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Command-line behaviour of `tca`: exit codes (0 ok, 1 error, 2 usage), one-line errors that
+# name the thing and the value, help text, and a real run on stories260K when the shared
+# models are present. usage: cli_test.sh TCA_BINARY SHARED_DIR
+set -u
+tca=$1
+models=$2/models
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+
+# expect CODE PATTERN -- ARGS...: exit code CODE; for errors, exactly one error line
+# ("tca: ...", info logs aside) matching PATTERN.
+expect() {
+    local code=$1 pattern=$2
+    shift 3
+    "$tca" "$@" >"$tmp/out" 2>"$tmp/err"
+    local got=$?
+    local lines
+    lines=$(grep -c '^tca: ' "$tmp/err")
+    if [ "$got" -eq "$code" ] && { [ -z "$pattern" ] || grep -Eq -- "$pattern" "$tmp/err"; } &&
+        { [ "$code" -eq 0 ] || [ "$lines" -eq 1 ]; }; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL: tca $* -> exit $got (want $code), stderr ($lines error lines):" >&2
+        cat "$tmp/err" >&2
+        echo "  wanted a line matching: $pattern" >&2
+    fi
+}
+
+expect 2 "usage: tca <command>" -- 
+expect 2 "unknown command 'bogus'" -- bogus
+expect 2 "unknown flag '--bogus'" -- run --bogus
+expect 2 "a model is required" -- run -p hi
+expect 2 "exactly one of -p TEXT or -f FILE" -- run -m x.gguf
+expect 1 "nope.gguf" -- run -m "$tmp/nope.gguf" -p hi
+expect 2 "--n-predict expects an integer, got 'abc'" -- run -m x.gguf -p hi -n abc
+expect 2 "--keep must be in \(0, 1\], got 2" -- bench attention --keep 2
+expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- run -m x.gguf -p hi --kv-type q4
+expect 1 "cannot read prompt file" -- run -m x.gguf -f "$tmp/missing.txt"
+head -c 4096 /dev/urandom >"$tmp/garbage.gguf"
+expect 1 "garbage.gguf" -- run -m "$tmp/garbage.gguf" -p hi
+"$tca" run --help >"$tmp/help" 2>&1
+if grep -q -- "--ctx-size N" "$tmp/help" && grep -q "(default: 512)" "$tmp/help"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: tca run --help does not list --ctx-size with defaults" >&2
+fi
+
+if [ -f "$models/stories260K.gguf" ]; then
+    m=$models/stories260K.gguf
+    head -c 100000 "$m" >"$tmp/truncated.gguf"
+    expect 1 "truncated.gguf" -- run -m "$tmp/truncated.gguf" -p hi
+    expect 2 "--temp must be >= 0, got -1|temperature must be >= 0" -- run -m "$m" -p hi --temp -1
+    expect 1 "exceeds the context size 64" -- run -m "$m" -p "Once upon a time" -n 100 --ctx-size 64
+    expect 0 "" -- tokenize -m "$m" -p "Once upon a time"
+    if [ "$(cat "$tmp/out")" = "1 403 407 261 378" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: tokenize printed '$(cat "$tmp/out")'" >&2; fi
+    expect 0 "prompt 5 tokens" -- run -m "$m" -p "Once upon a time" -n 32 --threads 1
+    want=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw"
+    if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: run printed '$(cat "$tmp/out")'" >&2; fi
+    expect 0 "" -- inspect -m "$models/stories260K-q4_k_m.gguf"
+    grep -q "Q5_0" "$tmp/out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: inspect output" >&2; }
+else
+    echo "cli_test: $models/stories260K.gguf absent: model runs skipped" >&2
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
