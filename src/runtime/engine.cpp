@@ -112,7 +112,8 @@ std::string Engine::memory_report() const {
                      format_bytes(state_->nbytes()).c_str());
 }
 
-Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out) {
+Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out,
+                    const LayerObserver* observer) {
     const auto n = static_cast<int64_t>(ids.size());
     if (n == 0) return invalid_argument("nothing to evaluate: the prompt has no tokens");
     if (n_past_ + n > cache_.capacity()) {
@@ -139,7 +140,7 @@ Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out
         const int64_t len = std::min(state_->max_batch, n - i);
         TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_,
                                     ids.subspan(static_cast<size_t>(i), static_cast<size_t>(len)),
-                                    n_past_));
+                                    n_past_, observer));
         n_past_ += len;
         last_row_ = state_->all_logits ? len - 1 : 0;
         if (logits_out) {

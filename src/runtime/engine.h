@@ -52,7 +52,8 @@ public:
 
     // Evaluates tokens after the current sequence. When logits_out is non-null (requires
     // all_logits) it receives n x n_vocab floats, row i = logits after token i.
-    Status eval(std::span<const int32_t> ids, std::vector<float>* logits_out);
+    Status eval(std::span<const int32_t> ids, std::vector<float>* logits_out,
+                const LayerObserver* observer = nullptr);
     // Logits after the last evaluated token [n_vocab].
     const float* last_logits() const;
     // Generates up to n_predict tokens after the evaluated sequence; on_token gets each id

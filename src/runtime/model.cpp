@@ -133,7 +133,7 @@ size_t RunState::nbytes() const {
 }
 
 Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
-               std::span<const int32_t> ids, int64_t pos0) {
+               std::span<const int32_t> ids, int64_t pos0, const LayerObserver* observer) {
     const ModelConfig& c = model.config();
     const auto n = static_cast<int64_t>(ids.size());
     TCA_ASSERT(n >= 1 && n <= st.max_batch, "batch of %lld tokens (max %lld)",
@@ -172,6 +172,7 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         ap.out = as_head_tokens(st.att, n, c.n_head, hd);
         ap.q_pos0 = pos0;
         TCA_RETURN_IF_ERROR(ops::decode_attention(device, ap));
+        if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, ap.q, kv, pos0));
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj}));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
         // MLP block.

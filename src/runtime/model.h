@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -62,10 +63,16 @@ struct RunState {
     HostTensor logits;  // [max_batch or 1, n_vocab]
 };
 
+// Called after each layer's attention with that layer's RoPE'd queries of the batch
+// (q [n_head, n, head_dim] f32, strided view) and its KV cache (which holds the batch's keys):
+// calibration and diagnostics read attention statistics here.
+using LayerObserver =
+    std::function<Status(int64_t layer, const TensorView& q, const KvLayer& kv, int64_t pos0)>;
+
 // Evaluates ids (n <= state.max_batch) at positions pos0 .. pos0 + n - 1: appends their K/V to
 // the cache and leaves logits in state.logits (row t for token t when state.all_logits,
 // else row 0 = the last token). The caller checks the cache capacity first.
 Status forward(Device device, const Model& model, RunState& state, KvCache& cache,
-               std::span<const int32_t> ids, int64_t pos0);
+               std::span<const int32_t> ids, int64_t pos0, const LayerObserver* observer = nullptr);
 
 }  // namespace tca
