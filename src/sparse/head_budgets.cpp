@@ -138,4 +138,22 @@ Result<std::vector<int32_t>> make_psi(const std::vector<double>& p, int64_t n_bl
     return psi;
 }
 
+HeadConfig dense_config(int block_size) {
+    HeadConfig c;
+    c.p.assign(static_cast<size_t>(n_keep_levels(block_size)), 0.0);
+    c.p.back() = 1.0;
+    c.mu = std::log2(static_cast<double>(block_size));
+    c.sigma = 0.0;
+    return c;
+}
+
+ModelBudgets uniform_budgets(const SparseOptions& options, int64_t n_layers, int64_t n_kv_heads,
+                             const HeadConfig& config) {
+    ModelBudgets b;
+    b.options = options;
+    b.heads.assign(static_cast<size_t>(n_layers),
+                   std::vector<HeadConfig>(static_cast<size_t>(n_kv_heads), config));
+    return b;
+}
+
 }  // namespace tca

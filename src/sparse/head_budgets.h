@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "sparse/sparse_options.h"
 
 namespace tca {
 
@@ -40,5 +41,24 @@ int32_t decode_budget(const std::vector<double>& p);
 // copies of b/2, ..., c_1 copies of 1. Returns an error for an invalid p.
 Result<std::vector<int32_t>> make_psi(const std::vector<double>& p, int64_t n_blocks,
                                       int block_size);
+
+// The configuration of every (layer, KV head) of a model and the TCA parameters they were
+// calibrated for (tca-method M8 output). A head calibration found no valid candidate for stays
+// dense: its p puts all mass on keep count b (`dense_config`).
+struct ModelBudgets {
+    SparseOptions options;
+    std::vector<std::vector<HeadConfig>> heads;  // [n_layer][n_kv_heads]
+
+    int64_t n_layers() const { return static_cast<int64_t>(heads.size()); }
+    const HeadConfig& head(int64_t layer, int64_t kv_head) const {
+        return heads[static_cast<size_t>(layer)][static_cast<size_t>(kv_head)];
+    }
+};
+
+// p = 1 on keep count b: every candidate token kept (dense attention).
+HeadConfig dense_config(int block_size);
+// Every head of every layer with the same configuration (benchmarks, fixed keep rates).
+ModelBudgets uniform_budgets(const SparseOptions& options, int64_t n_layers, int64_t n_kv_heads,
+                             const HeadConfig& config);
 
 }  // namespace tca
