@@ -31,6 +31,15 @@ bool exists(const std::string& path) { return std::filesystem::exists(path); }
         }                                                                                          \
     } while (0)
 
+// The vectors live in the shared assets (TCA_SHARED_DIR), not in the peer packages.
+#define TCA_SKIP_IF_NO_VECTORS(name)                                                               \
+    do {                                                                                           \
+        if (!exists(kVectors + (name))) {                                                          \
+            GTEST_SKIP() << "missing " << kVectors << (name)                                       \
+                         << " (shared test assets; set TCA_SHARED_DIR)";                           \
+        }                                                                                          \
+    } while (0)
+
 std::string slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     std::ostringstream s;
@@ -114,6 +123,7 @@ Tokenizer json_tokenizer(const std::string& path) {
 }
 
 TEST(TokenizerVectors, LlamaBpeGguf) {
+    TCA_SKIP_IF_NO_VECTORS("ggml-vocab-llama-bpe.gguf.out");
     TCA_SKIP_IF_MISSING(kVocabDir + "ggml-vocab-llama-bpe.gguf");
     const Tokenizer tok = gguf_tokenizer(kVocabDir + "ggml-vocab-llama-bpe.gguf");
     EXPECT_EQ(tok.n_vocab(), 128256);
@@ -122,12 +132,14 @@ TEST(TokenizerVectors, LlamaBpeGguf) {
 }
 
 TEST(TokenizerVectors, Qwen2Gguf) {
+    TCA_SKIP_IF_NO_VECTORS("ggml-vocab-qwen2.gguf.out");
     TCA_SKIP_IF_MISSING(kVocabDir + "ggml-vocab-qwen2.gguf");
     const Tokenizer tok = gguf_tokenizer(kVocabDir + "ggml-vocab-qwen2.gguf");
     check_cases(tok, "ggml-vocab-qwen2.gguf.inp", "ggml-vocab-qwen2.gguf.out", false);
 }
 
 TEST(TokenizerVectors, LlamaSpmGguf) {
+    TCA_SKIP_IF_NO_VECTORS("ggml-vocab-llama-spm.gguf.out");
     TCA_SKIP_IF_MISSING(kVocabDir + "ggml-vocab-llama-spm.gguf");
     const Tokenizer tok = gguf_tokenizer(kVocabDir + "ggml-vocab-llama-spm.gguf");
     EXPECT_EQ(tok.n_vocab(), 32000);
@@ -135,18 +147,21 @@ TEST(TokenizerVectors, LlamaSpmGguf) {
 }
 
 TEST(TokenizerVectors, LlamaBpeVectorsOnLlama31Json) {
+    TCA_SKIP_IF_NO_VECTORS("ggml-vocab-llama-bpe.gguf.out");
     TCA_SKIP_IF_MISSING(kLlama31Json);
     const Tokenizer tok = json_tokenizer(kLlama31Json);
     check_cases(tok, "ggml-vocab-llama-bpe.gguf.inp", "ggml-vocab-llama-bpe.gguf.out", false);
 }
 
 TEST(TokenizerVectors, Qwen2VectorsOnQwen3Json) {
+    TCA_SKIP_IF_NO_VECTORS("ggml-vocab-qwen2.gguf.out");
     TCA_SKIP_IF_MISSING(kQwen3Json);
     const Tokenizer tok = json_tokenizer(kQwen3Json);
     check_cases(tok, "ggml-vocab-qwen2.gguf.inp", "ggml-vocab-qwen2.gguf.out", false);
 }
 
 TEST(TokenizerVectors, HfTestsLlama31Json) {
+    TCA_SKIP_IF_NO_VECTORS("tok-tests.llama3_1.out");
     TCA_SKIP_IF_MISSING(kLlama31Json);
     const Tokenizer tok = json_tokenizer(kLlama31Json);
     EXPECT_EQ(tok.bos_id(), 128000);
@@ -155,6 +170,7 @@ TEST(TokenizerVectors, HfTestsLlama31Json) {
 }
 
 TEST(TokenizerVectors, HfTestsQwen3Json) {
+    TCA_SKIP_IF_NO_VECTORS("tok-tests.qwen3.out");
     TCA_SKIP_IF_MISSING(kQwen3Json);
     const Tokenizer tok = json_tokenizer(kQwen3Json);
     EXPECT_TRUE(tok.is_eog(*tok.token_id("<|im_end|>")));
