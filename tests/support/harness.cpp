@@ -314,7 +314,7 @@ ErrorStats error_stats(const Buf& got, const Buf& want) {
 Tolerance fa3_tolerance(const Buf& naive, const Buf& want) {
     const ErrorStats s = error_stats(naive, want);
     TCA_ASSERT(std::isfinite(s.max_abs), "naive f32 produced a non-finite value");
-    return Tolerance{s.max_abs, kFloorEps * std::max(1.0, s.max_want)};
+    return Tolerance{s.max_abs, kFloorEps * s.max_want};
 }
 
 namespace {

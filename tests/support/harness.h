@@ -131,7 +131,9 @@ ErrorStats error_stats(const Buf& got, const Buf& want);
 
 // FlashAttention-3 rule (docs/numerics.md): a float32 kernel may err at most 2x the error of
 // the naive float32 implementation, both against float64, plus an absolute floor of
-// kFloorEps * max(1, max |want|) so exact-zero naive errors leave room for one rounding.
+// kFloorEps * max |want| (8 float32 ulps at the output's largest magnitude), so an exactly
+// right naive output (error 0) still leaves a backend room for a few roundings. Relative to the
+// output's own scale, so small outputs (importance scores ~1/L) get no free absolute slack.
 inline constexpr double kFloorEps = 8.0 * 1.1920928955078125e-07;  // 8 float32 epsilons
 struct Tolerance {
     double naive_err = 0.0;
