@@ -439,6 +439,21 @@ Status validate(const KvAppendParams& p) {
     return Status();
 }
 
+Status validate(const KvCompactParams& p) {
+    const char* op = "kv_compact";
+    TCA_RETURN_IF_ERROR(check_tensor(p.k_cache, op, "k_cache", 3, {-1, -1, -1}));
+    const int64_t hkv = p.k_cache.shape[0], cap = p.k_cache.shape[1], d = p.k_cache.shape[2];
+    TCA_RETURN_IF_ERROR(check_tensor(p.v_cache, op, "v_cache", 3, {hkv, cap, d}));
+    TCA_RETURN_IF_ERROR(check_kv_storage(p.k_cache, p.v_cache, op, "k_cache", "v_cache"));
+    TCA_RETURN_IF_ERROR(validate_head_dim(d, op));
+    TCA_RETURN_IF_ERROR(check_i32(p.slot_pos, op, "slot_pos", 2, {hkv, cap}));
+    TCA_RETURN_IF_ERROR(check_i32(p.n_global, op, "n_global", 1, {hkv}));
+    TCA_RETURN_IF_ERROR(check_i32(p.n_slots, op, "n_slots", 1, {hkv}));
+    TCA_RETURN_IF_ERROR(check_i32(p.kept, op, "kept", 2, {hkv, -1}));
+    TCA_RETURN_IF_ERROR(check_i32(p.n_kept, op, "n_kept", 1, {hkv}));
+    return check_i32(p.region, op, "region", 1, {hkv});
+}
+
 namespace ops {
 #define TCA_DEFINE_DISPATCH(name, Params)                                           \
     Status name(Device device, const Params& p) {                                   \

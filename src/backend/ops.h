@@ -148,6 +148,23 @@ struct KvAppendParams {
     int64_t pos0 = 0;
 };
 
+// In-place compaction of a region of each KV head's cache by a list of kept slots
+// (tca-method M7: the cache after prefill, chunks after decoding, the baselines' eviction).
+// For head h with region[h] >= 0, the region is slots [n_global, n_global + region); the kept
+// slots n_global + kept[h, i] (offsets ascending, < region) move to the end of the global part
+// in order, the rest of the region is dropped, and slots after the region move down:
+// n_global += n_kept, n_slots -= region - n_kept. region[h] = -1 leaves the head untouched.
+struct KvCompactParams {
+    TensorView k_cache;   // [n_kv_heads, cap, head_dim] f32|f16|bf16 in/out
+    TensorView v_cache;   // [n_kv_heads, cap, head_dim] in/out
+    TensorView slot_pos;  // [n_kv_heads, cap] i32 in/out
+    TensorView n_global;  // [n_kv_heads] i32 in/out
+    TensorView n_slots;   // [n_kv_heads] i32 in/out
+    TensorView kept;      // [n_kv_heads, cap_kept] i32 slot offsets within the region
+    TensorView n_kept;    // [n_kv_heads] i32
+    TensorView region;    // [n_kv_heads] i32, -1 = untouched
+};
+
 // ---- Model ops: the LLaMA / Qwen2 / Mistral forward pass outside attention ----------------
 
 // A weight matrix in ggml layout: n_rows rows of n_cols elements, each row stored as whole
@@ -237,7 +254,8 @@ Status validate(const AddParams& p);
     X(sparse_prefill, SparsePrefillParams)        \
     X(decode_attention, DecodeAttentionParams)    \
     X(block_compact, BlockCompactParams)          \
-    X(kv_append, KvAppendParams)
+    X(kv_append, KvAppendParams)                  \
+    X(kv_compact, KvCompactParams)
 
 // Shape, dtype and parameter validation shared by every backend. The message names the
 // parameter and its value, e.g. "sparse_prefill: block_size must be a power of two, got 100".
