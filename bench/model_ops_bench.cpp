@@ -15,7 +15,10 @@
 //   Q8_0  2048 x  768    13-17 /  8.8-10   (25-32)             116-145 (66-90%)
 //   Q8_0   768 x 2048    13-18 /  9.1-10   (25-34)             121-166 (69-95%)
 // (one outlier run of Q8_0 prefill at 84 GFLOP/s on the shared VM not counted). Q4_K/Q6_K:
-// ~4-5.5 GB/s decode, 136-165 GFLOP/s prefill.
+// ~4-5.5 GB/s decode, 136-165 GFLOP/s prefill. Software row prefetch 16 KB ahead on the
+// decode path then raised cold decode (A/B, same run, two runs each): F16 768x768 11.4 ->
+// 14.5-17.2, 2048x768 13.6 -> 18.9-20.2, 768x2048 13.3 -> 15.0-16.2 GB/s; Q8_0 8.1 -> 10.3-10.9,
+// 9.4 -> 14.7, 9.9 -> 10.6-11.9 GB/s (read ceiling 22-24 GB/s).
 // Choice of f32 activations: the GEMM runs at 75-93% of the f32 FMA peak for every weight
 // type (weights are dequantized once per 64-row panel), so weight precision does not change
 // prefill speed; decode is bound by weight bytes (Q8_0 at ~9-10 GB/s cold, ~0.55 of F16's
