@@ -4,6 +4,12 @@
 set -euo pipefail
 
 pkgs=(cmake ninja-build g++ make pkg-config libgtest-dev nlohmann-json3-dev libicu-dev git ca-certificates)
+# node and npm install the llama.cpp peer (scripts/test-assets.sh). Checked by command, not by
+# package: CI machines ship node from elsewhere (NodeSource, with npm bundled), and Debian's
+# npm package would conflict with that nodejs.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    pkgs+=(nodejs npm)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs what is missing, builds Release and
+# The test command (README, .ci/run): installs what is missing (packages, peer assets), builds Release and
 # ASan+UBSan, and runs every ctest suite on both. Extra arguments are passed to ctest
 # (e.g. scripts/test.sh -L parity).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Peer test assets (llama.cpp via npm, tokenizer files) before configuring: CMake builds the
+# llama.cpp peer only when they are present.
+scripts/test-assets.sh
 for preset in release asan; do
     echo "== build ($preset)" >&2
     scripts/build.sh "$preset"
