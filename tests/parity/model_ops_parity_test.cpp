@@ -142,6 +142,21 @@ std::vector<MatmulCase> matmul_cases() {
                 }
             }
         }
+        // Float types take any row length: tails shorter than a vector (13, 77 = 64 + 13).
+        if (ggml_type_traits(t)->block_elems == 1) {
+            for (int64_t n_in : {13, 77}) {
+                for (int64_t n_tokens : {1, 3, 7}) {
+                    MatmulCase c;
+                    c.type = t;
+                    c.n_tokens = n_tokens;
+                    c.n_in = n_in;
+                    c.n_out = 21;
+                    c.bias = n_tokens == 3;
+                    c.seed = seed++;
+                    cases.push_back(c);
+                }
+            }
+        }
         // The suite's edge lengths as token counts, and a panel-boundary n_out (64 + 16 + 1).
         for (int64_t n_tokens : edge_lengths()) {
             MatmulCase c;
