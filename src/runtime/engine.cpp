@@ -93,7 +93,13 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
     }
     TCA_ASSIGN_OR_RETURN(e->cache_, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
                                                     opt.kv_dtype, available_memory_bytes()));
-    const int64_t batch = std::min(opt.batch_size, ctx);
+    AttentionPolicy policy = opt.attention;
+    expand_uniform(policy, c.n_layer, c.n_head_kv);
+    TCA_RETURN_IF_ERROR(validate(policy, c.n_layer, c.n_head_kv));
+    TCA_ASSIGN_OR_RETURN(e->attention_, AttentionRunner::create(policy, c.n_head, c.n_head_kv,
+                                                                c.head_dim, ctx, opt.kv_dtype));
+    const bool whole_prompt = opt.attention.kind == AttentionKind::kTca;
+    const int64_t batch = whole_prompt ? ctx : std::min(opt.batch_size, ctx);
     try {
         e->state_ = std::make_unique<RunState>(c, batch, opt.all_logits);
     } catch (const std::bad_alloc&) {
@@ -104,12 +110,15 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
 }
 
 std::string Engine::memory_report() const {
-    return strformat("weights %s, kv cache %s (%lld tokens x %lld layers, %s), activations %s",
+    return strformat("weights %s, kv cache %s (%lld tokens x %lld layers, %s), activations %s, "
+                     "attention (%s) scratch %s",
                      format_bytes(model_->weights().total_bytes()).c_str(),
                      format_bytes(cache_.allocated_bytes()).c_str(),
                      static_cast<long long>(cache_.capacity()),
                      static_cast<long long>(cache_.n_layers()), dtype_name(cache_.dtype()),
-                     format_bytes(state_->nbytes()).c_str());
+                     format_bytes(state_->nbytes()).c_str(),
+                     attention_kind_name(attention_->policy().kind),
+                     format_bytes(attention_->scratch_bytes()).c_str());
 }
 
 Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out,
@@ -138,9 +147,9 @@ Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < n; i += state_->max_batch) {
         const int64_t len = std::min(state_->max_batch, n - i);
-        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_,
+        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, *attention_,
                                     ids.subspan(static_cast<size_t>(i), static_cast<size_t>(len)),
-                                    n_past_, observer));
+                                    n_past_, i + len == n, observer));
         n_past_ += len;
         last_row_ = state_->all_logits ? len - 1 : 0;
         if (logits_out) {
@@ -178,7 +187,7 @@ Status Engine::generate(int64_t n_predict, Sampler& sampler,
                                     static_cast<long long>(cache_.capacity()));
         }
         const int32_t one[1] = {id};
-        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, one, n_past_));
+        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, *attention_, one, n_past_, false));
         ++n_past_;
         last_row_ = 0;
         progress.update(i + 1);
@@ -187,6 +196,31 @@ Status Engine::generate(int64_t n_predict, Sampler& sampler,
     stats_.decode_ms += ms_since(t0);
     stats_.n_generated += produced;
     return Status();
+}
+
+EngineStats Engine::stats() const {
+    EngineStats s = stats_;
+    s.n_positions = n_past_;
+    s.kv_bytes = cache_.held_bytes();
+    s.kv_bytes_dense = kv_cache_bytes(cache_.n_layers(), cache_.n_kv_heads(), n_past_,
+                                      cache_.head_dim(), cache_.dtype());
+    return s;
+}
+
+std::string Engine::stats_json() const {
+    const EngineStats s = stats();
+    const TcaStageTimings& t = attention_->tca_timings();
+    return strformat(
+        "{\"attention\":\"%s\",\"n_prompt_tokens\":%lld,\"n_generated\":%lld,\"n_positions\":%lld,"
+        "\"kv_bytes\":%llu,\"kv_bytes_dense\":%llu,\"kv_fraction\":%.6f,\"prefill_ms\":%.3f,"
+        "\"prefill_tokens_per_s\":%.3f,\"decode_ms\":%.3f,\"decode_tokens_per_s\":%.3f,"
+        "\"tca_selection_ms\":%.3f,\"tca_attend_ms\":%.3f,\"threads\":%d}",
+        attention_kind_name(attention_->policy().kind), static_cast<long long>(s.n_prompt_tokens),
+        static_cast<long long>(s.n_generated), static_cast<long long>(s.n_positions),
+        static_cast<unsigned long long>(s.kv_bytes), static_cast<unsigned long long>(s.kv_bytes_dense),
+        s.kv_bytes_dense ? static_cast<double>(s.kv_bytes) / static_cast<double>(s.kv_bytes_dense) : 0.0,
+        s.prefill_ms, s.prefill_tokens_per_s(), s.decode_ms, s.decode_tokens_per_s(),
+        t.selection_ms(), t.attend_ms, thread_pool().n_threads());
 }
 
 void Engine::reset() {

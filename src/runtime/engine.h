@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "runtime/attention_runner.h"
 #include "runtime/model.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -26,10 +27,17 @@ struct EngineOptions {
     DType kv_dtype = DType::kF32;
     bool all_logits = false;     // keep the logits of every prompt token
     Device device = Device::kCpu;
+    // Attention policy (dense by default). TCA evaluates a first prompt as one batch (the
+    // method selects with the prompt's last query at every layer), so its activation buffers
+    // are sized for the whole context.
+    AttentionPolicy attention;
 };
 
 struct EngineStats {
     int64_t n_prompt_tokens = 0;
+    int64_t n_positions = 0;     // tokens in the sequence (prompt + generated)
+    uint64_t kv_bytes = 0;       // K/V bytes the cache holds now
+    uint64_t kv_bytes_dense = 0; // K/V bytes dense attention would hold for the sequence
     int64_t n_generated = 0;
     double prefill_ms = 0;
     double decode_ms = 0;
@@ -46,7 +54,12 @@ public:
     const KvCache& cache() const { return cache_; }
     int64_t ctx_size() const { return cache_.capacity(); }
     int64_t n_past() const { return n_past_; }
-    const EngineStats& stats() const { return stats_; }
+    // Speed and KV accounting of everything evaluated so far.
+    EngineStats stats() const;
+    const AttentionRunner& attention() const { return *attention_; }
+    // The stats as a JSON object (--stats-json): kv_bytes, kv_bytes_dense, prefill_ms,
+    // decode_tokens_per_s, n_prompt_tokens, attention, ...
+    std::string stats_json() const;
     // One line per buffer kind: weights, KV cache, activations.
     std::string memory_report() const;
 
@@ -70,6 +83,7 @@ private:
     std::unique_ptr<Tokenizer> tokenizer_;
     KvCache cache_;
     std::unique_ptr<RunState> state_;
+    std::unique_ptr<AttentionRunner> attention_;
     int64_t n_past_ = 0;
     int64_t last_row_ = 0;  // row of state_->logits holding the last token's logits
     EngineStats stats_;

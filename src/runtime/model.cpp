@@ -1,5 +1,6 @@
 // Model preparation and the forward pass (model.h): per layer RMSNorm -> q/k/v projections
-// (+bias) -> RoPE -> KV append -> attention over the cache -> output projection + residual
+// (+bias) -> RoPE -> attention under the engine's policy (KV append, attend, compact) ->
+// output projection + residual
 // -> RMSNorm -> SwiGLU MLP + residual; then the final norm and the output projection. Every
 // step is a backend op (src/backend/ops.h), so the same code runs on every device.
 #include "runtime/model.h"
@@ -133,7 +134,8 @@ size_t RunState::nbytes() const {
 }
 
 Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
-               std::span<const int32_t> ids, int64_t pos0, const LayerObserver* observer) {
+               AttentionRunner& attention, std::span<const int32_t> ids, int64_t pos0,
+               bool prompt_end, const LayerObserver* observer) {
     const ModelConfig& c = model.config();
     const auto n = static_cast<int64_t>(ids.size());
     TCA_ASSERT(n >= 1 && n <= st.max_batch, "batch of %lld tokens (max %lld)",
@@ -160,19 +162,10 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         const TensorView k3 = as_token_heads(st.k, n, c.n_head_kv, hd);
         TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{q3, pos_v, model.inv_freq().view(), c.rope_style}));
         TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{k3, pos_v, model.inv_freq().view(), c.rope_style}));
-        TCA_RETURN_IF_ERROR(ops::kv_append(device, KvAppendParams{k3, as_token_heads(st.v, n, c.n_head_kv, hd),
-                                                                  kv.k.view(), kv.v.view(), kv.slot_pos.view(),
-                                                                  kv.n_slots.view(), pos0}));
-        DecodeAttentionParams ap;
-        ap.q = as_head_tokens(st.q, n, c.n_head, hd);
-        ap.k_cache = kv.k.view();
-        ap.v_cache = kv.v.view();
-        ap.slot_pos = kv.slot_pos.view();
-        ap.n_slots = kv.n_slots.view();
-        ap.out = as_head_tokens(st.att, n, c.n_head, hd);
-        ap.q_pos0 = pos0;
-        TCA_RETURN_IF_ERROR(ops::decode_attention(device, ap));
-        if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, ap.q, kv, pos0));
+        const TensorView q_heads = as_head_tokens(st.q, n, c.n_head, hd);
+        TCA_RETURN_IF_ERROR(attention.run(device, l, q_heads, k3, as_token_heads(st.v, n, c.n_head_kv, hd),
+                                          kv, pos0, prompt_end, as_head_tokens(st.att, n, c.n_head, hd)));
+        if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0));
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj}));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
         // MLP block.

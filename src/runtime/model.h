@@ -14,6 +14,7 @@
 #include "core/host_tensor.h"
 #include "kv/kv_cache.h"
 #include "model/model_weights.h"
+#include "runtime/attention_runner.h"
 
 namespace tca {
 
@@ -69,10 +70,13 @@ struct RunState {
 using LayerObserver =
     std::function<Status(int64_t layer, const TensorView& q, const KvLayer& kv, int64_t pos0)>;
 
-// Evaluates ids (n <= state.max_batch) at positions pos0 .. pos0 + n - 1: appends their K/V to
+// Evaluates ids (n <= state.max_batch) at positions pos0 .. pos0 + n - 1: adds their K/V to
 // the cache and leaves logits in state.logits (row t for token t when state.all_logits,
 // else row 0 = the last token). The caller checks the cache capacity first.
+// Each layer's attention runs through `attention` (the engine's policy); prompt_end marks the
+// last batch of a prompt.
 Status forward(Device device, const Model& model, RunState& state, KvCache& cache,
-               std::span<const int32_t> ids, int64_t pos0, const LayerObserver* observer = nullptr);
+               AttentionRunner& attention, std::span<const int32_t> ids, int64_t pos0,
+               bool prompt_end, const LayerObserver* observer = nullptr);
 
 }  // namespace tca

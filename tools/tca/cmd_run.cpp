@@ -8,6 +8,7 @@
 #include "core/strings.h"
 #include "core/thread_pool.h"
 #include "runtime/engine.h"
+#include "sparse/attention_policy.h"
 
 namespace tca::cli {
 
@@ -15,10 +16,35 @@ namespace {
 
 struct RunFlags {
     std::string model, prompt, file, logits_out, tokenizer, kv_type = "f32", chat, system;
+    std::string attention = "dense", budget_file, stats_json, mass_norm = "max";
+    int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32;
+    double keep = 0.2, alpha = 0.5;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
     double temp = 0.0, top_p = 0.95;
     bool bos = true, verbose = false;
 };
+
+// The attention policy from --attention and its options (--budget-file or --keep for tca).
+Result<AttentionPolicy> policy_from_flags(const RunFlags& f) {
+    AttentionPolicy p;
+    TCA_ASSIGN_OR_RETURN(p.kind, parse_attention_kind(f.attention));
+    p.kv_budget = f.kv_budget;
+    p.n_sink = f.n_sink;
+    p.obs_window = f.obs_window;
+    if (p.kind != AttentionKind::kTca) return p;
+    if (!f.budget_file.empty()) return usage_error("--budget-file is not supported yet");
+    SparseOptions o;
+    o.block_size = static_cast<int>(f.block_size);
+    o.local_window = static_cast<int>(f.local_window);
+    o.alpha = f.alpha;
+    TCA_ASSIGN_OR_RETURN(o.mass_norm, parse_mass_norm(f.mass_norm));
+    if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
+    Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
+    if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());
+    p.budgets.options = o;
+    p.uniform = *cfg;  // expanded to every layer and KV head by the engine
+    return p;
+}
 
 Status run_main(const RunFlags& f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::string text, read_prompt(f.prompt, f.file, prompt_given));
@@ -32,7 +58,9 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     so.seed = static_cast<uint64_t>(f.seed);
     if (Status s = validate(so); !s.ok()) return Status(StatusCode::kUsage, "--" + s.message());
 
+    TCA_ASSIGN_OR_RETURN(AttentionPolicy policy, policy_from_flags(f));
     EngineOptions eo;
+    eo.attention = std::move(policy);
     eo.model_path = f.model;
     eo.tokenizer_path = f.tokenizer;
     eo.ctx_size = f.ctx_size;
@@ -98,12 +126,22 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     }));
     std::fwrite(pending.data(), 1, pending.size(), stdout);
     if (f.n_predict > 0) std::printf("\n");
-    const EngineStats& st = engine->stats();
+    const EngineStats st = engine->stats();
     TCA_LOG_INFO("prompt %lld tokens in %.1f ms (%.1f tok/s), generated %lld tokens in %.1f ms "
                  "(%.1f tok/s), %d threads",
                  static_cast<long long>(st.n_prompt_tokens), st.prefill_ms, st.prefill_tokens_per_s(),
                  static_cast<long long>(st.n_generated), st.decode_ms, st.decode_tokens_per_s(),
                  thread_pool().n_threads());
+    TCA_LOG_INFO("attention %s: kv cache holds %s (dense would hold %s, %.1f%%)",
+                 attention_kind_name(engine->attention().policy().kind), format_bytes(st.kv_bytes).c_str(),
+                 format_bytes(st.kv_bytes_dense).c_str(),
+                 st.kv_bytes_dense ? 100.0 * static_cast<double>(st.kv_bytes) / static_cast<double>(st.kv_bytes_dense) : 0.0);
+    if (!f.stats_json.empty()) {
+        std::FILE* out = std::fopen(f.stats_json.c_str(), "w");
+        if (!out) return io_error("cannot write %s", f.stats_json.c_str());
+        std::fprintf(out, "%s\n", engine->stats_json().c_str());
+        if (std::fclose(out) != 0) return io_error("cannot write %s", f.stats_json.c_str());
+    }
     return Status();
 }
 
@@ -135,6 +173,17 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_string("system", &f.system, "TEXT", "system message for --chat");
     flags.add_string("logits-out", &f.logits_out, "FILE",
                      "write float32 [n_prompt_tokens x n_vocab] logits, row i = after token i");
+    flags.add_string("attention", &f.attention, "P", "attention policy: dense, tca, streaming, snapkv or oracle");
+    flags.add_string("budget-file", &f.budget_file, "FILE", "tca: per-head budgets from tca calibrate");
+    flags.add_double("keep", &f.keep, "tca without --budget-file: kept fraction of candidate tokens for every head");
+    flags.add_int("block-size", &f.block_size, "tca: block size b (power of two)");
+    flags.add_int("local-window", &f.local_window, "tca: local window w (multiple of b)");
+    flags.add_double("alpha", &f.alpha, "tca: blend of mass and spread in the block score");
+    flags.add_string("mass-norm", &f.mass_norm, "M", "tca: block mass normalisation, max or none");
+    flags.add_int("kv-budget", &f.kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
+    flags.add_int("n-sink", &f.n_sink, "streaming: first tokens always kept");
+    flags.add_int("obs-window", &f.obs_window, "snapkv: last prompt queries that score the prompt");
+    flags.add_string("stats-json", &f.stats_json, "FILE", "write speed and KV-cache statistics as JSON");
     flags.add_bool("verbose", &f.verbose, "debug logging");
     bool help = false;
     if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);

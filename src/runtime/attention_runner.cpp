@@ -1,0 +1,251 @@
+// AttentionRunner implementation (attention_runner.h). Every step is a backend op; the only
+// host work is policy: when to compact, Psi per head (make_psi), and the baselines' top-k.
+#include "runtime/attention_runner.h"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+namespace tca {
+namespace {
+
+int32_t* row_i32(const HostTensor& t, int64_t r) { return t.data<int32_t>() + r * t.view().stride[0]; }
+
+// One KV head's slots [first, first + len) of a cache tensor, as a [1, len, d] view.
+TensorView head_slots(const HostTensor& t, int64_t head, int64_t first, int64_t len) {
+    return slice(slice(t.view(), 0, head, 1), 1, first, len);
+}
+
+// The `k` highest scores (ties: lower index) of scores[0, n), returned ascending.
+std::vector<int32_t> top_k_ascending(const float* scores, int64_t n, int64_t k) {
+    std::vector<int32_t> idx(static_cast<size_t>(n));
+    std::iota(idx.begin(), idx.end(), 0);
+    k = std::min(k, n);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+        return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
+    });
+    idx.resize(static_cast<size_t>(k));
+    std::sort(idx.begin(), idx.end());
+    return idx;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const AttentionPolicy& policy,
+                                                                int64_t n_head, int64_t n_kv_heads,
+                                                                int64_t head_dim, int64_t ctx,
+                                                                DType kv_dtype) {
+    std::unique_ptr<AttentionRunner> r(new (std::nothrow) AttentionRunner());
+    if (!r) return out_of_memory("attention runner: cannot allocate");
+    r->policy_ = policy;
+    r->n_head_ = n_head;
+    r->n_kv_heads_ = n_kv_heads;
+    r->head_dim_ = head_dim;
+    r->ctx_ = ctx;
+    if (policy.kind == AttentionKind::kDense) return r;
+    try {
+        r->scores_ = HostTensor(DType::kF32, {n_kv_heads, ctx});
+        r->kept_ = HostTensor(DType::kI32, {n_kv_heads, ctx});
+        r->n_kept_ = HostTensor(DType::kI32, {n_kv_heads});
+        r->region_ = HostTensor(DType::kI32, {n_kv_heads});
+        if (policy.kind == AttentionKind::kTca) {
+            const SparseOptions& o = policy.budgets.options;
+            const int64_t blocks = std::max<int64_t>(1, ctx / o.block_size);
+            r->ws_ = std::make_unique<TcaPrefillWorkspace>(n_kv_heads, ctx, head_dim, kv_dtype, o);
+            for (HostTensor* t : {&r->mass_, &r->hhi_, &r->block_score_}) *t = HostTensor(DType::kF32, {1, blocks});
+            for (HostTensor* t : {&r->psi_, &r->keep_}) *t = HostTensor(DType::kI32, {1, blocks});
+            r->selected_ = HostTensor(DType::kI32, {1, ctx});
+            r->n_sel_ = HostTensor(DType::kI32, {1});
+            r->keep_heads_ = HostTensor(DType::kI32, {n_kv_heads});
+        }
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("attention runner: scratch buffers for %lld tokens do not fit in memory",
+                             static_cast<long long>(ctx));
+    }
+    return r;
+}
+
+size_t AttentionRunner::scratch_bytes() const {
+    size_t n = scores_.nbytes() + kept_.nbytes() + n_kept_.nbytes() + region_.nbytes() +
+               mass_.nbytes() + hhi_.nbytes() + block_score_.nbytes() + psi_.nbytes() +
+               keep_.nbytes() + selected_.nbytes() + n_sel_.nbytes() + keep_heads_.nbytes();
+    if (ws_) n += ws_->nbytes();
+    return n;
+}
+
+Status AttentionRunner::dense_attend(Device device, const TensorView& q, KvLayer& kv, int64_t pos0,
+                                     const TensorView& out) {
+    DecodeAttentionParams p{q, kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_slots.view(),
+                            out, pos0, 0.0f};
+    return ops::decode_attention(device, p);
+}
+
+Status AttentionRunner::compact_by_kept(Device device, KvLayer& kv) {
+    KvCompactParams p{kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
+                      kv.n_slots.view(), kept_.view(), n_kept_.view(), region_.view()};
+    return ops::kv_compact(device, p);
+}
+
+Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
+                            const TensorView& k_new, const TensorView& v_new, KvLayer& kv,
+                            int64_t pos0, bool prompt_end, const TensorView& out) {
+    const int64_t n = k_new.shape[0];
+    TCA_RETURN_IF_ERROR(ops::kv_append(device, KvAppendParams{k_new, v_new, kv.k.view(), kv.v.view(),
+                                                              kv.slot_pos.view(), kv.n_slots.view(), pos0}));
+    switch (policy_.kind) {
+        case AttentionKind::kDense:
+            return dense_attend(device, q, kv, pos0, out);
+        case AttentionKind::kTca: {
+            const SparseOptions& o = policy_.budgets.options;
+            // The whole prompt in one batch on an empty cache: sparse prefill (M6) when there
+            // are candidate blocks; shorter prompts stay dense (M3: n == 0).
+            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0) {
+                return tca_prefill(device, layer, q, kv, out);
+            }
+            TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
+            return tca_compact(device, layer, q, kv);
+        }
+        case AttentionKind::kStreaming:
+            TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
+            return streaming_evict(device, kv);
+        case AttentionKind::kSnapKv:
+        case AttentionKind::kOracle:
+            TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
+            // Compress once, when the first prompt ends (n_global == 0: never compressed).
+            if (prompt_end && n > 1 && kv.n_global.data<int32_t>()[0] == 0) {
+                return compress_prompt(device, q, kv);
+            }
+            return Status();
+    }
+    return Status();
+}
+
+Status AttentionRunner::tca_prefill(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
+                                    const TensorView& out) {
+    const SparseOptions& o = policy_.budgets.options;
+    const int64_t L = q.shape[1];
+    const TensorView k = slice(kv.k.view(), 1, 0, L), v = slice(kv.v.view(), 1, 0, L);
+    TCA_RETURN_IF_ERROR(tca_prefill_attention(device, q, k, v, out,
+                                              policy_.budgets.heads[static_cast<size_t>(layer)],
+                                              *ws_, &timings_));
+    // The cache keeps the selection and the local band (M7): the selected positions are slot
+    // offsets of the candidate region [0, n * b) since slot == position before compaction.
+    const int64_t region = n_candidate_blocks(L, o.local_window, o.block_size) * o.block_size;
+    for (int64_t h = 0; h < n_kv_heads_; ++h) region_.data<int32_t>()[h] = static_cast<int32_t>(region);
+    KvCompactParams p{kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
+                      kv.n_slots.view(), slice(ws_->selected.view(), 1, 0, region),
+                      ws_->n_selected.view(), region_.view()};
+    return ops::kv_compact(device, p);
+}
+
+// After a decode step or a chunk (tca-method M7): a single token compacts the oldest local
+// block of each head whose local part reached w + b tokens, keeping t = decode_budget(p)
+// tokens; a chunk of several tokens compacts all its overflow blocks at once, scored with the
+// chunk's last query and ranked across blocks by M3/M4 (the M7 decision).
+Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv) {
+    const SparseOptions& o = policy_.budgets.options;
+    const int64_t b = o.block_size, w = o.local_window, n_q = q.shape[1];
+    const int64_t group = n_head_ / n_kv_heads_;
+    const auto& configs = policy_.budgets.heads[static_cast<size_t>(layer)];
+    const int32_t* n_global = kv.n_global.data<int32_t>();
+    const int32_t* n_slots = kv.n_slots.data<int32_t>();
+    bool any = false;
+    if (n_q == 1) {
+        for (int64_t h = 0; h < n_kv_heads_; ++h) {
+            const bool full = n_slots[h] - n_global[h] >= w + b;
+            keep_heads_.data<int32_t>()[h] = full ? decode_budget(configs[static_cast<size_t>(h)].p) : -1;
+            any = any || full;
+        }
+        if (!any) return Status();
+        BlockCompactParams p{q, kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
+                             kv.n_slots.view(), keep_heads_.view(), o.block_size, 0.0f};
+        return ops::block_compact(device, p);
+    }
+    for (int64_t h = 0; h < n_kv_heads_; ++h) {
+        const int64_t local = n_slots[h] - n_global[h];
+        region_.data<int32_t>()[h] = -1;
+        if (local < w + b) continue;
+        any = true;
+        const int64_t m = (local - w) / b, region = m * b;
+        const TensorView k_h = head_slots(kv.k, h, n_global[h], region);
+        const TensorView q_h = slice(slice(q, 0, h * group, group), 1, n_q - 1, 1);
+        const TensorView scores = slice(slice(scores_.view(), 0, h, 1), 1, 0, region);
+        TCA_RETURN_IF_ERROR(ops::token_importance(device, TokenImportanceParams{q_h, k_h, scores, region - 1, 0.0f}));
+        const TensorView bs = slice(block_score_.view(), 1, 0, m);
+        TCA_RETURN_IF_ERROR(ops::block_score(device, BlockScoreParams{
+            scores, slice(mass_.view(), 1, 0, m), slice(hhi_.view(), 1, 0, m), bs, o.block_size,
+            static_cast<float>(o.alpha), o.mass_norm}));
+        TCA_ASSIGN_OR_RETURN(std::vector<int32_t> psi, make_psi(configs[static_cast<size_t>(h)].p, m, o.block_size));
+        std::copy(psi.begin(), psi.end(), psi_.data<int32_t>());
+        const TensorView keep = slice(keep_.view(), 1, 0, m);
+        TCA_RETURN_IF_ERROR(ops::block_budget(device, BlockBudgetParams{bs, slice(psi_.view(), 1, 0, m), keep, o.block_size}));
+        TCA_RETURN_IF_ERROR(ops::token_select(device, TokenSelectParams{
+            scores, keep, slice(selected_.view(), 1, 0, region), n_sel_.view(), o.block_size}));
+        const int32_t n_sel = n_sel_.data<int32_t>()[0];
+        std::copy(selected_.data<int32_t>(), selected_.data<int32_t>() + n_sel, row_i32(kept_, h));
+        n_kept_.data<int32_t>()[h] = n_sel;
+        region_.data<int32_t>()[h] = static_cast<int32_t>(region);
+    }
+    return any ? compact_by_kept(device, kv) : Status();
+}
+
+// StreamingLLM: the first n_sink tokens become the global part, then the oldest other tokens
+// are dropped whenever a head holds more than kv_budget.
+Status AttentionRunner::streaming_evict(Device device, KvLayer& kv) {
+    const int32_t* n_global = kv.n_global.data<int32_t>();
+    const int32_t* n_slots = kv.n_slots.data<int32_t>();
+    const int64_t budget = policy_.kv_budget, sinks = policy_.n_sink;
+    bool any = false;
+    for (int64_t h = 0; h < n_kv_heads_; ++h) {
+        region_.data<int32_t>()[h] = -1;
+        n_kept_.data<int32_t>()[h] = 0;
+        if (n_slots[h] <= budget) continue;
+        any = true;
+        if (n_global[h] == 0) {  // first eviction: keep the sinks as the global part
+            for (int64_t i = 0; i < sinks; ++i) row_i32(kept_, h)[i] = static_cast<int32_t>(i);
+            n_kept_.data<int32_t>()[h] = static_cast<int32_t>(sinks);
+            region_.data<int32_t>()[h] = static_cast<int32_t>(n_slots[h] - budget + sinks);
+        } else {
+            region_.data<int32_t>()[h] = static_cast<int32_t>(n_slots[h] - budget);
+        }
+    }
+    return any ? compact_by_kept(device, kv) : Status();
+}
+
+// SnapKV and the oracle: score the prompt with its last queries, keep the top tokens.
+Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLayer& kv) {
+    const int64_t L = kv.n_slots.data<int32_t>()[0];
+    const int64_t budget = policy_.kv_budget;
+    if (L <= budget) return Status();
+    const bool snap = policy_.kind == AttentionKind::kSnapKv;
+    const int64_t n_q = q.shape[1];
+    const int64_t obs = snap ? std::min({policy_.obs_window, n_q, L}) : 1;
+    const TensorView scores = slice(scores_.view(), 1, 0, L);
+    TokenImportanceParams ip{slice(q, 1, n_q - obs, obs), slice(kv.k.view(), 1, 0, L), scores, L - obs, 0.0f};
+    TCA_RETURN_IF_ERROR(ops::token_importance(device, ip));
+    std::vector<float> pooled(static_cast<size_t>(L));
+    for (int64_t h = 0; h < n_kv_heads_; ++h) {
+        const float* s = scores_.data<float>() + h * scores_.view().stride[0];
+        std::vector<int32_t> keep;
+        if (snap) {
+            // Max-pool the observation scores of the prefix, keep its top budget - obs
+            // positions, and the observation window itself.
+            const int64_t prefix = L - obs, r = policy_.pool_kernel / 2;
+            for (int64_t i = 0; i < prefix; ++i) {
+                float m = s[i];
+                for (int64_t j = std::max<int64_t>(0, i - r); j <= std::min(prefix - 1, i + r); ++j) m = std::max(m, s[j]);
+                pooled[static_cast<size_t>(i)] = m;
+            }
+            keep = top_k_ascending(pooled.data(), prefix, budget - obs);
+            for (int64_t i = prefix; i < L; ++i) keep.push_back(static_cast<int32_t>(i));
+        } else {
+            keep = top_k_ascending(s, L, budget);
+        }
+        std::copy(keep.begin(), keep.end(), row_i32(kept_, h));
+        n_kept_.data<int32_t>()[h] = static_cast<int32_t>(keep.size());
+        region_.data<int32_t>()[h] = static_cast<int32_t>(L);
+    }
+    return compact_by_kept(device, kv);
+}
+
+}  // namespace tca
