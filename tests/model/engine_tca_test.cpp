@@ -1,0 +1,232 @@
+// TCA and the baselines in the engine, on the real stories260K model (tca-method M6, M7):
+// full budget equals dense, short prompts fall back to dense, the cache after prefill holds
+// exactly the selection plus the band, decode and continuation compaction follow M7, and the
+// KV accounting of every policy equals the bytes the cache holds.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "runtime/engine.h"
+
+namespace tca {
+namespace {
+
+const std::string kModel = std::string(TCA_SHARED_DIR) + "/models/stories260K.gguf";
+constexpr const char* kStory =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+    "park. One day, she saw a big red ball. She ran to get it, but it rolled into the pond. "
+    "Lily was sad. Her mom came and said they could get a stick. They got the ball back and "
+    "Lily was very happy. She said thank you to her mom and they went home.";
+
+SparseOptions small_tca() {
+    SparseOptions o;
+    o.block_size = 8;
+    o.local_window = 16;
+    return o;
+}
+
+std::unique_ptr<Engine> make_engine(const AttentionPolicy& policy, bool all_logits = true) {
+    EngineOptions opt;
+    opt.model_path = kModel;
+    opt.ctx_size = 400;
+    opt.n_threads = 1;
+    opt.all_logits = all_logits;
+    opt.attention = policy;
+    auto e = Engine::create(opt);
+    EXPECT_TRUE(e.ok()) << e.status().to_string();
+    return e.ok() ? std::move(e).value() : nullptr;
+}
+
+AttentionPolicy tca_policy(const HeadConfig& c) {
+    AttentionPolicy p;
+    p.kind = AttentionKind::kTca;
+    p.budgets.options = small_tca();
+    p.uniform = c;
+    return p;
+}
+
+std::vector<int32_t> greedy(Engine& e, int n) {
+    Sampler s(SamplerOptions{}, e.config().n_vocab);
+    std::vector<int32_t> out;
+    EXPECT_TRUE(e.generate(n, s, [&](int32_t id) {
+        out.push_back(id);
+        return true;
+    }).ok());
+    return out;
+}
+
+// K/V bytes of the cache computed from its counters, independently of held_bytes().
+uint64_t counted_bytes(const KvCache& c) {
+    uint64_t slots = 0;
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h) slots += static_cast<uint64_t>(c.layer(l).n_slots.data<int32_t>()[h]);
+    }
+    return slots * 2 * static_cast<uint64_t>(c.head_dim()) * dtype_size(c.dtype());
+}
+
+// Slot positions of every head ascend; the local part is [n_global, n_slots).
+void expect_cache_well_formed(const KvCache& c) {
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        const KvLayer& kv = c.layer(l);
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
+            const int32_t n = kv.n_slots.data<int32_t>()[h];
+            const int32_t* pos = kv.slot_pos.data<int32_t>() + h * kv.slot_pos.view().stride[0];
+            ASSERT_LE(kv.n_global.data<int32_t>()[h], n);
+            for (int32_t s = 1; s < n; ++s) ASSERT_LT(pos[s - 1], pos[s]) << "layer " << l << " head " << h;
+        }
+    }
+}
+
+class EngineTca : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " absent (shared test assets)";
+    }
+};
+
+TEST_F(EngineTca, FullBudgetEqualsDense) {
+    auto dense = make_engine(AttentionPolicy{});
+    auto full = make_engine(tca_policy(dense_config(8)));
+    const auto ids = dense->tokenizer().encode(kStory, true, true);
+    ASSERT_GT(ids.size(), 40u);
+    std::vector<float> a, b;
+    ASSERT_TRUE(dense->eval(ids, &a).ok());
+    ASSERT_TRUE(full->eval(ids, &b).ok());
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+    EXPECT_LT(worst, 1e-4) << "prompt logits, full-budget tca vs dense";
+    EXPECT_EQ(greedy(*dense, 48), greedy(*full, 48));
+    EXPECT_EQ(full->stats().kv_bytes, full->stats().kv_bytes_dense);  // nothing dropped
+}
+
+TEST_F(EngineTca, ShortPromptIsDense) {
+    auto dense = make_engine(AttentionPolicy{});
+    auto tca = make_engine(tca_policy(log_gaussian_config(1.0, 1.0, 8)));
+    const auto ids = dense->tokenizer().encode("Once upon a time, there was a girl", true, true);
+    ASSERT_LT(ids.size(), 24u);  // < w + b: no candidate block
+    std::vector<float> a, b;
+    ASSERT_TRUE(dense->eval(ids, &a).ok());
+    ASSERT_TRUE(tca->eval(ids, &b).ok());
+    EXPECT_EQ(a, b);
+}
+
+TEST_F(EngineTca, CacheAfterPrefillHoldsSelectionAndBand) {
+    const HeadConfig cfg = log_gaussian_config(1.0, 1.0, 8);
+    auto e = make_engine(tca_policy(cfg));
+    const auto ids = e->tokenizer().encode(kStory, true, true);
+    const auto L = static_cast<int64_t>(ids.size());
+    ASSERT_TRUE(e->eval(ids, nullptr).ok());
+    const int64_t n = n_candidate_blocks(L, 16, 8);
+    auto psi = make_psi(cfg.p, n, 8);
+    ASSERT_TRUE(psi.ok());
+    int64_t budget = 0;
+    for (int32_t t : *psi) budget += t;
+    const KvCache& c = e->cache();
+    expect_cache_well_formed(c);
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        const KvLayer& kv = c.layer(l);
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
+            const int32_t ng = kv.n_global.data<int32_t>()[h];
+            EXPECT_EQ(ng, budget) << "global part = sum of the block budgets (M4)";
+            EXPECT_EQ(kv.n_slots.data<int32_t>()[h], ng + (L - n * 8));
+            const int32_t* pos = kv.slot_pos.data<int32_t>() + h * kv.slot_pos.view().stride[0];
+            for (int32_t s = 0; s < ng; ++s) EXPECT_LT(pos[s], n * 8) << "selection lies in candidate blocks";
+            for (int64_t s = ng; s < ng + (L - n * 8); ++s) EXPECT_EQ(pos[s], n * 8 + (s - ng)) << "the band is dense";
+        }
+    }
+    EXPECT_EQ(e->stats().kv_bytes, counted_bytes(c));
+    EXPECT_LT(e->stats().kv_bytes, e->stats().kv_bytes_dense);
+}
+
+TEST_F(EngineTca, DecodeCompactsBlockByBlock) {
+    const HeadConfig cfg = log_gaussian_config(1.5, 1.0, 8);
+    auto e = make_engine(tca_policy(cfg), false);
+    const auto ids = e->tokenizer().encode(kStory, true, true);
+    ASSERT_TRUE(e->eval(ids, nullptr).ok());
+    std::vector<int32_t> global_before;
+    for (int64_t l = 0; l < e->cache().n_layers(); ++l) {
+        for (int64_t h = 0; h < e->cache().n_kv_heads(); ++h) global_before.push_back(e->cache().layer(l).n_global.data<int32_t>()[h]);
+    }
+    const int64_t steps = 70;
+    EXPECT_EQ(static_cast<int64_t>(greedy(*e, static_cast<int>(steps)).size()), steps);
+    const KvCache& c = e->cache();
+    expect_cache_well_formed(c);
+    const int32_t t = decode_budget(cfg.p);
+    size_t i = 0;
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h, ++i) {
+            const int32_t ng = c.layer(l).n_global.data<int32_t>()[h], ns = c.layer(l).n_slots.data<int32_t>()[h];
+            EXPECT_LT(ns - ng, 16 + 8) << "the local part stays below w + b";
+            EXPECT_GE(ns - ng, 16);
+            EXPECT_EQ((ng - global_before[i]) % t, 0) << "each compaction adds t = " << t << " tokens";
+            EXPECT_GT(ng, global_before[i]);
+        }
+    }
+    EXPECT_EQ(e->stats().kv_bytes, counted_bytes(c));
+}
+
+TEST_F(EngineTca, ContinuationCompactsOverflowBlocksByM4) {
+    const HeadConfig cfg = log_gaussian_config(1.0, 1.0, 8);
+    auto e = make_engine(tca_policy(cfg), false);
+    const Tokenizer& tok = e->tokenizer();
+    ASSERT_TRUE(e->eval(tok.encode(kStory, true, true), nullptr).ok());
+    greedy(*e, 10);
+    std::vector<int32_t> ng0, local0;
+    for (int64_t l = 0; l < e->cache().n_layers(); ++l) {
+        for (int64_t h = 0; h < e->cache().n_kv_heads(); ++h) {
+            ng0.push_back(e->cache().layer(l).n_global.data<int32_t>()[h]);
+            local0.push_back(e->cache().layer(l).n_slots.data<int32_t>()[h] - ng0.back());
+        }
+    }
+    const auto more = tok.encode(" The next day, Lily and her mom went back to the park to play with the ball again.", false, true);
+    const auto c_len = static_cast<int64_t>(more.size());
+    ASSERT_GT(c_len, 8);
+    ASSERT_TRUE(e->eval(more, nullptr).ok());
+    const KvCache& c = e->cache();
+    expect_cache_well_formed(c);
+    size_t i = 0;
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h, ++i) {
+            const int64_t local = local0[i] + c_len;
+            const int64_t m = local >= 24 ? (local - 16) / 8 : 0;
+            int64_t kept = 0;
+            if (m > 0) {
+                auto psi = make_psi(cfg.p, m, 8);
+                ASSERT_TRUE(psi.ok());
+                for (int32_t t : *psi) kept += t;
+            }
+            EXPECT_EQ(c.layer(l).n_global.data<int32_t>()[h], ng0[i] + kept);
+            EXPECT_EQ(c.layer(l).n_slots.data<int32_t>()[h], ng0[i] + kept + (local - m * 8));
+        }
+    }
+}
+
+TEST_F(EngineTca, EveryPolicyAccountsTheBytesItHolds) {
+    for (AttentionKind k : {AttentionKind::kDense, AttentionKind::kTca, AttentionKind::kStreaming,
+                            AttentionKind::kSnapKv, AttentionKind::kOracle}) {
+        AttentionPolicy p = k == AttentionKind::kTca ? tca_policy(log_gaussian_config(1.0, 1.0, 8)) : AttentionPolicy{};
+        p.kind = k;
+        p.kv_budget = 24;
+        p.n_sink = 2;
+        p.obs_window = 4;
+        auto e = make_engine(p, false);
+        ASSERT_TRUE(e->eval(e->tokenizer().encode(kStory, true, true), nullptr).ok());
+        greedy(*e, 12);
+        SCOPED_TRACE(attention_kind_name(k));
+        expect_cache_well_formed(e->cache());
+        const EngineStats s = e->stats();
+        EXPECT_EQ(s.kv_bytes, counted_bytes(e->cache()));
+        EXPECT_EQ(s.kv_bytes_dense, 2ull * 5 * 4 * static_cast<uint64_t>(s.n_positions) * 8 * 4);
+        if (k == AttentionKind::kStreaming) {
+            for (int64_t h = 0; h < 4; ++h) EXPECT_EQ(e->cache().layer(0).n_slots.data<int32_t>()[h], 24);
+        }
+        if (k == AttentionKind::kSnapKv || k == AttentionKind::kOracle) {
+            // the compressed prompt (24 tokens) plus the 11 decoded tokens that went through a forward pass
+            for (int64_t h = 0; h < 4; ++h) EXPECT_EQ(e->cache().layer(0).n_slots.data<int32_t>()[h], 24 + 11);
+        }
+    }
+}
+
+}  // namespace
+}  // namespace tca
