@@ -50,6 +50,24 @@ else
     echo "FAIL: tca run --help does not list --ctx-size with defaults" >&2
 fi
 
+# tca calibrate: usage errors (2) before any file is read, unreadable files (1).
+expect 2 "a model is required" -- calibrate -f x.txt -o b.json
+expect 2 "calibration text is required" -- calibrate -m x.gguf -o b.json
+expect 2 "output budget file is required" -- calibrate -m x.gguf -f x.txt
+expect 2 "--tau must be in \(0, 1\], got 2" -- calibrate -m x.gguf -f x.txt -o b.json --tau 2
+expect 2 "--block-size must be a power of two" -- calibrate -m x.gguf -f x.txt -o b.json --block-size 100
+expect 2 "--mass-norm must be 'max' or 'none', got 'sum'" -- calibrate -m x.gguf -f x.txt -o b.json --mass-norm sum
+expect 2 "--row-stride must be >= 1, got 0" -- calibrate -m x.gguf -f x.txt -o b.json --row-stride 0
+expect 2 "--ctx 100 is shorter than local window \+ block size = 4096 \+ 128" -- calibrate -m x.gguf -f x.txt -o b.json --ctx 100
+expect 1 "cannot read calibration text" -- calibrate -m x.gguf -f "$tmp/missing.txt" -o "$tmp/b.json"
+"$tca" calibrate --help >"$tmp/help" 2>&1
+if grep -q -- "--row-stride" "$tmp/help" && grep -q -- "--heatmap" "$tmp/help" && grep -q "(default: 4096)" "$tmp/help"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: tca calibrate --help does not list its flags with defaults" >&2
+fi
+
 if [ -f "$models/stories260K.gguf" ]; then
     m=$models/stories260K.gguf
     head -c 100000 "$m" >"$tmp/truncated.gguf"
@@ -63,6 +81,9 @@ if [ -f "$models/stories260K.gguf" ]; then
     want=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw"
     if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
         fail=$((fail + 1)); echo "FAIL: run printed '$(cat "$tmp/out")'" >&2; fi
+    echo "Once upon a time, there was a little girl named Lily." >"$tmp/short.txt"
+    expect 1 "has [0-9]+ tokens, shorter than local window \+ block size = 64 \+ 16 = 80" -- calibrate -m "$m" -f "$tmp/short.txt" -o "$tmp/b.json" --block-size 16 --local-window 64
+    expect 1 "garbage.gguf" -- calibrate -m "$tmp/garbage.gguf" -f "$tmp/short.txt" -o "$tmp/b.json" --block-size 16 --local-window 64
     expect 0 "" -- inspect -m "$models/stories260K-q4_k_m.gguf"
     grep -q "Q5_0" "$tmp/out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: inspect output" >&2; }
 else

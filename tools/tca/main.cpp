@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"run", "generate text from a prompt with a model (GGUF or safetensors)", tca::cli::cmd_run},
     {"tokenize", "print the token ids of a text", tca::cli::cmd_tokenize},
     {"inspect", "describe a model file: shapes, tensor types, tokenizer, memory", tca::cli::cmd_inspect},
+    {"calibrate", "offline calibration: per-head budgets from one dense pass over a text", tca::cli::cmd_calibrate},
     {"bench", "benchmarks (bench attention: dense vs TCA attention on this CPU)", tca::cli::cmd_bench},
 };
 
