@@ -66,7 +66,7 @@ struct BlockBudgetParams {
 struct TokenSelectParams {
     TensorView scores;      // [n_kv_heads, n_kv] f32
     TensorView keep;        // [n_kv_heads, n_blocks] i32, each in [0, block_size]
-    TensorView selected;    // [n_kv_heads, cap] i32 out: positions; cap >= sum_j keep[j]
+    TensorView selected;    // [n_kv_heads, cap] i32 out: positions; cap >= n_blocks * b
     TensorView n_selected;  // [n_kv_heads] i32 out
     int block_size = 128;
 };
@@ -178,12 +178,27 @@ struct MatrixView {
 // Weight types matmul and embed accept: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K.
 bool is_supported_weight_type(GgmlType t);
 
+// What matmul does to the activations before the dot products.
+//  kF32: x is used as is (f32 activations times the exactly dequantized weights).
+//  kWeightDotType: as ggml's CPU backend (llama.cpp), x is first converted to the weight
+//    type's "dot type" (matmul_dot_type): F16 weights -> x rounded to f16 (nearest even),
+//    BF16 -> bf16; Q8_0/Q4_0/Q5_0 -> Q8_0 blocks of 32 (amax = max|x|, d = f16(amax / 127),
+//    q = nearest-even(x * (127 / amax)), the product in f32); Q4_1/Q5_1 -> Q8_1 (Q8_0 plus
+//    s = f16(d_f32 * sum q), the dot adds m_w * s per block); Q4_K/Q6_K -> Q8_K blocks of 256
+//    (max = the x of largest |x|, first one on ties; iscale = -127 / max, q = min(127,
+//    nearest-even(iscale * x)), d = 1 / iscale in f32). F32 weights: unchanged.
+enum class MatmulActivations { kF32, kWeightDotType };
+const char* matmul_activations_name(MatmulActivations a);  // "f32" | "native"
+// The type the activations take for weights of type t under kWeightDotType (kF32 for F32).
+GgmlType matmul_dot_type(GgmlType t);
+
 // y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]).
 struct MatmulParams {
     TensorView x;     // [n_tokens, n_in] f32, any row stride
     MatrixView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
     TensorView bias;  // [n_out] f32, optional (empty = no bias)
     TensorView y;     // [n_tokens, n_out] f32 out, any row stride; must not overlap x
+    MatmulActivations act = MatmulActivations::kF32;
 };
 
 // out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i].

@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/strings.h"
 #include "core/thread_pool.h"
+#include "sparse/budget_file.h"
 
 namespace tca {
 namespace {
@@ -83,6 +84,17 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
         return invalid_argument("tokenizer has %d tokens but the model's vocabulary is %lld",
                                 e->tokenizer_->n_vocab(), static_cast<long long>(weights.config.n_vocab));
     }
+    AttentionPolicy policy = opt.attention;
+    if (!opt.budget_file.empty()) {
+        if (policy.kind != AttentionKind::kTca) {
+            return usage_error("--budget-file applies to --attention tca, not %s",
+                               attention_kind_name(policy.kind));
+        }
+        TCA_ASSIGN_OR_RETURN(BudgetFile file, read_budget_file(opt.budget_file));
+        TCA_RETURN_IF_ERROR(check_budgets_for_model(file.identity, weights));
+        policy.budgets = std::move(file.budgets);
+        policy.uniform.reset();
+    }
     TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights)));
     const ModelConfig& c = e->model_->config();
     int64_t ctx = opt.ctx_size;
@@ -93,7 +105,6 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
     }
     TCA_ASSIGN_OR_RETURN(e->cache_, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
                                                     opt.kv_dtype, available_memory_bytes()));
-    AttentionPolicy policy = opt.attention;
     expand_uniform(policy, c.n_layer, c.n_head_kv);
     TCA_RETURN_IF_ERROR(validate(policy, c.n_layer, c.n_head_kv));
     TCA_ASSIGN_OR_RETURN(e->attention_, AttentionRunner::create(policy, c.n_head, c.n_head_kv,

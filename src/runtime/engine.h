@@ -31,6 +31,9 @@ struct EngineOptions {
     // method selects with the prompt's last query at every layer), so its activation buffers
     // are sized for the whole context.
     AttentionPolicy attention;
+    // tca: per-head budgets from `tca calibrate` (checked against the model's identity); they
+    // replace attention.budgets and attention.uniform.
+    std::string budget_file;
 };
 
 struct EngineStats {

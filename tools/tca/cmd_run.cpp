@@ -32,7 +32,6 @@ Result<AttentionPolicy> policy_from_flags(const RunFlags& f) {
     p.n_sink = f.n_sink;
     p.obs_window = f.obs_window;
     if (p.kind != AttentionKind::kTca) return p;
-    if (!f.budget_file.empty()) return usage_error("--budget-file is not supported yet");
     SparseOptions o;
     o.block_size = static_cast<int>(f.block_size);
     o.local_window = static_cast<int>(f.local_window);
@@ -61,6 +60,7 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(AttentionPolicy policy, policy_from_flags(f));
     EngineOptions eo;
     eo.attention = std::move(policy);
+    eo.budget_file = f.budget_file;
     eo.model_path = f.model;
     eo.tokenizer_path = f.tokenizer;
     eo.ctx_size = f.ctx_size;
