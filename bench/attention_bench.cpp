@@ -1,6 +1,7 @@
 // CPU attention benchmark (attention_bench.h). Inputs are seeded normal values; the timing of
 // both paths depends only on shapes and budgets, which the log-Gaussian configuration fixes.
-// Each length: one untimed warm-up of each path, then `reps` timed runs, median reported.
+// One untimed warm-up of each path, then per length `reps` timed runs of each, alternating,
+// median reported (wall time and process CPU time).
 #include "attention_bench.h"
 
 #include <algorithm>
@@ -139,8 +140,8 @@ Status run_attention_bench(const AttentionBenchOptions& opt, std::FILE* out) {
                  static_cast<long long>(opt.head_dim), opt.dtype.c_str(), so.block_size,
                  so.local_window, 100 * opt.keep, cfg.mu, cfg.sigma, static_cast<long long>(opt.reps));
     if (opt.validate) TCA_RETURN_IF_ERROR(validate_paths(opt, dtype, out));
-    std::fprintf(out, "%8s %8s %11s %11s %9s %8s %8s %10s %10s\n", "L", "kept", "dense ms",
-                 "tca ms", "select %", "speedup", "ceiling", "dense GF/s", "tca GF/s");
+    std::fprintf(out, "%8s %8s %11s %11s %9s %8s %8s %8s %10s %10s\n", "L", "kept", "dense ms",
+                 "tca ms", "select %", "speedup", "cpu-time", "ceiling", "dense GF/s", "tca GF/s");
 
     const int64_t max_len = *std::max_element(opt.lengths.begin(), opt.lengths.end());
     TcaPrefillWorkspace ws(opt.n_kv_heads, max_len, opt.head_dim, dtype, so);
@@ -155,23 +156,31 @@ Status run_attention_bench(const AttentionBenchOptions& opt, std::FILE* out) {
         fill_normal(k, rng);
         fill_normal(v, rng);
 
-        std::vector<double> dense_ms, tca_ms, sel_ms;
+        // Dense and TCA runs alternate so both see the same machine load; process CPU time is
+        // recorded too (less sensitive to other processes on a shared machine). One untimed
+        // warm-up of each path at the first length.
+        std::vector<double> dense_ms, tca_ms, sel_ms, dense_cpu, tca_cpu;
         AttentionDenseParams dp{q.view(), k.view(), v.view(), o.view(), 0, 0.0f};
-        for (int64_t r = 0; r <= opt.reps; ++r) {  // r == 0 is the warm-up
-            const double t0 = now_ms();
+        const bool warm_up = L == opt.lengths.front();
+        for (int64_t r = warm_up ? 0 : 1; r <= opt.reps; ++r) {
+            double c0 = cpu_ms(), t0 = now_ms();
             TCA_RETURN_IF_ERROR(ops::attention_dense(opt.device, dp));
-            if (r > 0) dense_ms.push_back(now_ms() - t0);
-        }
-        for (int64_t r = 0; r <= opt.reps; ++r) {
+            if (r > 0) {
+                dense_ms.push_back(now_ms() - t0);
+                dense_cpu.push_back(cpu_ms() - c0);
+            }
             TcaStageTimings t;
+            c0 = cpu_ms();
             TCA_RETURN_IF_ERROR(tca_prefill_attention(opt.device, q.view(), k.view(), v.view(),
                                                       o.view(), configs, ws, &t));
             if (r > 0) {
+                tca_cpu.push_back(cpu_ms() - c0);
                 tca_ms.push_back(t.total_ms());
                 sel_ms.push_back(t.selection_ms());
             }
         }
         const Stats d = summarize(dense_ms), t = summarize(tca_ms), s = summarize(sel_ms);
+        const double cpu_speedup = summarize(dense_cpu).median / summarize(tca_cpu).median;
         const double dense_pairs = static_cast<double>(opt.n_q_heads) * static_cast<double>(L) *
                                    static_cast<double>(L + 1) / 2.0;
         const int64_t n = n_candidate_blocks(L, so.local_window, so.block_size);
@@ -187,9 +196,9 @@ Status run_attention_bench(const AttentionBenchOptions& opt, std::FILE* out) {
         const double tca_gflops = sparse_pairs * flop_per_pair / (t.median * 1e6);
         const double speedup = d.median / t.median, ceiling = dense_pairs / sparse_pairs;
         const double share = s.median / t.median;
-        std::fprintf(out, "%8lld %7.1f%% %11.1f %11.1f %8.1f%% %7.2fx %7.2fx %10.1f %10.1f\n",
+        std::fprintf(out, "%8lld %7.1f%% %11.1f %11.1f %8.1f%% %7.2fx %7.2fx %7.2fx %10.1f %10.1f\n",
                      static_cast<long long>(L), 100 * kept, d.median, t.median, 100 * share,
-                     speedup, ceiling, dense_gflops, tca_gflops);
+                     speedup, cpu_speedup, ceiling, dense_gflops, tca_gflops);
         std::fflush(out);
         json.write(strformat(
             "{\"bench\":\"cpu_attention\",\"git\":\"%s\",\"device\":\"%s\",\"n_tokens\":%lld,"
@@ -197,13 +206,13 @@ Status run_attention_bench(const AttentionBenchOptions& opt, std::FILE* out) {
             "\"block_size\":%d,\"local_window\":%d,\"keep_config\":%.4f,\"keep_actual\":%.4f,"
             "\"reps\":%lld,\"dense_ms\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},"
             "\"tca_ms\":{\"median\":%.3f,\"min\":%.3f,\"max\":%.3f},\"selection_ms\":%.3f,"
-            "\"selection_share\":%.4f,\"speedup\":%.3f,\"flop_ceiling\":%.3f,"
+            "\"selection_share\":%.4f,\"speedup\":%.3f,\"speedup_cpu_time\":%.3f,\"flop_ceiling\":%.3f,"
             "\"dense_gflops\":%.2f,\"tca_gflops\":%.2f}",
             rev.c_str(), cpu.c_str(), static_cast<long long>(L),
             static_cast<long long>(opt.n_q_heads), static_cast<long long>(opt.n_kv_heads),
             static_cast<long long>(opt.head_dim), opt.dtype.c_str(), so.block_size,
             so.local_window, opt.keep, kept, static_cast<long long>(opt.reps), d.median, d.min,
-            d.max, t.median, t.min, t.max, s.median, share, speedup, ceiling, dense_gflops,
+            d.max, t.median, t.min, t.max, s.median, share, speedup, cpu_speedup, ceiling, dense_gflops,
             tca_gflops));
     }
     return Status();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include "core/strings.h"
@@ -23,6 +24,12 @@ Stats summarize(std::vector<double> samples) {
     s.min = samples.front();
     s.max = samples.back();
     return s;
+}
+
+double cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
 }
 
 std::string cpu_description(int n_threads) {

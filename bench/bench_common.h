@@ -22,6 +22,9 @@ inline double now_ms() {
         .count();
 }
 
+// CPU time of the whole process (all threads), in milliseconds.
+double cpu_ms();
+
 // "AMD EPYC (2 threads)" from /proc/cpuinfo.
 std::string cpu_description(int n_threads);
 // Short git revision of the source tree, "unknown" when git is unavailable.
