@@ -289,6 +289,22 @@ Status validate(const BlockCompactParams& p) {
 
 // ---- Model ops ------------------------------------------------------------------------------
 
+const char* matmul_activations_name(MatmulActivations a) {
+    return a == MatmulActivations::kF32 ? "f32" : "native";
+}
+
+GgmlType matmul_dot_type(GgmlType t) {
+    switch (t) {
+        case GgmlType::kF16: return GgmlType::kF16;
+        case GgmlType::kBF16: return GgmlType::kBF16;
+        case GgmlType::kQ8_0: case GgmlType::kQ4_0: case GgmlType::kQ5_0: return GgmlType::kQ8_0;
+        case GgmlType::kQ4_1: case GgmlType::kQ5_1: return GgmlType::kQ8_1;
+        case GgmlType::kQ2_K: case GgmlType::kQ3_K: case GgmlType::kQ4_K: case GgmlType::kQ5_K:
+        case GgmlType::kQ6_K: return GgmlType::kQ8_K;
+        default: return GgmlType::kF32;
+    }
+}
+
 bool is_supported_weight_type(GgmlType t) {
     switch (t) {
         case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16: case GgmlType::kQ8_0:

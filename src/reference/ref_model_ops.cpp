@@ -3,8 +3,12 @@
 // exp in double. Templates on the accumulation type Acc: Acc = double is the oracle
 // (tca::ref::*), Acc = float the naive float32 baseline of the same loops
 // (tca::ref::naive_f32::*) that sizes parity tolerances.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#include "core/half.h"
 
 #include "model/ggml_quants.h"
 #include "reference/ref_model_ops.h"
@@ -25,17 +29,137 @@ std::vector<float> weight_row(const MatrixView& w, int64_t r) {
     return out;
 }
 
+// ---- kWeightDotType activations, written from the format rules in ops.h ----------------------
+// x'[i] are the dequantized activation values, exact as doubles (d * q); for Q8_1 blocks also
+// s = f16(d * sum q), the per-block sum ggml's Q4_1/Q5_1 dot products use instead of sum x'.
+struct ActRow {
+    std::vector<double> x;
+    std::vector<double> s;  // Q8_1: one per block of 32
+};
+
+int clamp_i8(double v) { return static_cast<int>(std::min(127.0, std::max(-128.0, v))); }
+
+ActRow convert_activations(GgmlType dot, const float* x, int64_t n) {
+    ActRow a;
+    a.x.resize(static_cast<size_t>(n));
+    switch (dot) {
+        case GgmlType::kF16:
+            for (int64_t i = 0; i < n; ++i) a.x[static_cast<size_t>(i)] = f16_to_f32(f32_to_f16(x[i]));
+            break;
+        case GgmlType::kBF16:
+            for (int64_t i = 0; i < n; ++i) a.x[static_cast<size_t>(i)] = bf16_to_f32(f32_to_bf16(x[i]));
+            break;
+        case GgmlType::kQ8_0:
+        case GgmlType::kQ8_1:
+            for (int64_t b = 0; b < n / 32; ++b) {
+                const float* xb = x + b * 32;
+                float amax = 0.0f;
+                for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+                const float d = amax / 127.0f;
+                const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+                const double dh = f16_to_f32(f32_to_f16(d));
+                int qsum = 0;
+                for (int j = 0; j < 32; ++j) {
+                    const float prod = xb[j] * id;
+                    const int q = clamp_i8(std::nearbyint(static_cast<double>(prod)));
+                    qsum += q;
+                    a.x[static_cast<size_t>(b * 32 + j)] = dh * q;
+                }
+                a.s.push_back(f16_to_f32(f32_to_f16(d * static_cast<float>(qsum))));
+            }
+            break;
+        case GgmlType::kQ8_K:
+            for (int64_t b = 0; b < n / 256; ++b) {
+                const float* xb = x + b * 256;
+                float amax = 0.0f, max = 0.0f;
+                for (int j = 0; j < 256; ++j) {
+                    if (std::fabs(xb[j]) > amax) {
+                        amax = std::fabs(xb[j]);
+                        max = xb[j];
+                    }
+                }
+                const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+                const double d = amax != 0.0f ? static_cast<double>(1.0f / iscale) : 0.0;
+                for (int j = 0; j < 256; ++j) {
+                    const float prod = iscale * xb[j];
+                    const int q = std::min(127, static_cast<int>(std::nearbyint(static_cast<double>(prod))));
+                    a.x[static_cast<size_t>(b * 256 + j)] = d * q;
+                }
+            }
+            break;
+        default:
+            for (int64_t i = 0; i < n; ++i) a.x[static_cast<size_t>(i)] = x[i];
+            break;
+    }
+    return a;
+}
+
+// Q4_1 / Q5_1 row r: per block of 32 the scale d, the offset m and the unsigned quants q.
+void unpack_q_1(const MatrixView& w, int64_t r, std::vector<float>* d, std::vector<float>* m,
+                std::vector<int>* q) {
+    const bool q5 = w.type == GgmlType::kQ5_1;
+    const int64_t bb = q5 ? 24 : 20, nb = w.n_cols / 32;
+    const auto* row = static_cast<const uint8_t*>(w.data) + r * nb * bb;
+    d->resize(static_cast<size_t>(nb));
+    m->resize(static_cast<size_t>(nb));
+    q->resize(static_cast<size_t>(w.n_cols));
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * bb;
+        uint16_t h[2];
+        std::memcpy(h, blk, 4);
+        (*d)[static_cast<size_t>(b)] = f16_to_f32(h[0]);
+        (*m)[static_cast<size_t>(b)] = f16_to_f32(h[1]);
+        uint32_t qh = 0;
+        if (q5) std::memcpy(&qh, blk + 4, 4);
+        const uint8_t* qs = blk + (q5 ? 8 : 4);
+        for (int j = 0; j < 16; ++j) {
+            const int lo = qs[j] & 15, hi = qs[j] >> 4;
+            const int h0 = q5 ? static_cast<int>((qh >> j) & 1u) << 4 : 0;
+            const int h1 = q5 ? static_cast<int>((qh >> (j + 16)) & 1u) << 4 : 0;
+            (*q)[static_cast<size_t>(b * 32 + j)] = lo | h0;
+            (*q)[static_cast<size_t>(b * 32 + j + 16)] = hi | h1;
+        }
+    }
+}
+
 template <class Acc>
 Status matmul_impl(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols;
+    const bool native = p.act == MatmulActivations::kWeightDotType;
+    const GgmlType dot = native ? matmul_dot_type(p.w.type) : GgmlType::kF32;
+    std::vector<ActRow> acts;
+    for (int64_t t = 0; t < n_tokens && native; ++t) {
+        acts.push_back(convert_activations(dot, p.x.ptr<const float>() + t * p.x.stride[0], n_in));
+    }
+    std::vector<float> qd, qm;
+    std::vector<int> qq;
     for (int64_t o = 0; o < p.w.n_rows; ++o) {
         const std::vector<float> w = weight_row(p.w, o);
+        if (dot == GgmlType::kQ8_1) unpack_q_1(p.w, o, &qd, &qm, &qq);
         for (int64_t t = 0; t < n_tokens; ++t) {
             const float* x = p.x.ptr<const float>() + t * p.x.stride[0];
             Acc acc = 0;
-            for (int64_t i = 0; i < n_in; ++i) {
-                acc += static_cast<Acc>(x[i]) * static_cast<Acc>(w[static_cast<size_t>(i)]);
+            if (dot == GgmlType::kQ8_1) {
+                // sum_b d_w * sum_j q_w * (d_a q_a) + m_w * s_a (ggml's Q4_1/Q5_1 x Q8_1 dot).
+                const ActRow& a = acts[static_cast<size_t>(t)];
+                for (int64_t b = 0; b < n_in / 32; ++b) {
+                    Acc blk = 0;
+                    for (int64_t j = b * 32; j < b * 32 + 32; ++j) {
+                        blk += static_cast<Acc>(qq[static_cast<size_t>(j)]) * static_cast<Acc>(a.x[static_cast<size_t>(j)]);
+                    }
+                    acc += static_cast<Acc>(qd[static_cast<size_t>(b)]) * blk +
+                           static_cast<Acc>(qm[static_cast<size_t>(b)]) * static_cast<Acc>(a.s[static_cast<size_t>(b)]);
+                }
+            } else if (native) {
+                const ActRow& a = acts[static_cast<size_t>(t)];
+                for (int64_t i = 0; i < n_in; ++i) {
+                    acc += static_cast<Acc>(a.x[static_cast<size_t>(i)]) * static_cast<Acc>(w[static_cast<size_t>(i)]);
+                }
+            } else {
+                for (int64_t i = 0; i < n_in; ++i) {
+                    acc += static_cast<Acc>(x[i]) * static_cast<Acc>(w[static_cast<size_t>(i)]);
+                }
             }
             if (!p.bias.empty()) acc += static_cast<Acc>(elem(p.bias, o));
             row_f32(p.y, t)[o] = static_cast<float>(acc);

@@ -2,7 +2,8 @@
 // the float64 reference, within the FlashAttention-3 rule (2x the naive float32 error plus the
 // harness floor), on NaN-prefilled outputs guarded by canaries. matmul covers every weight type
 // with random valid blocks, n_in 64/256/768 (K-quants only at multiples of 256), n_out 1/5/172,
-// n_tokens across the decode (<= 4) and GEMM paths, bias on and off, strided rows. Token counts
+// n_tokens across the decode (<= 4) and GEMM paths, bias on and off, strided rows, f32 and
+// weight-dot-type activations (the "_native" cases). Token counts
 // also include the suite's edge lengths (b = 16, w = 64: 15, 16, 17, 55, 63, 64, 80, 1000).
 #include <gtest/gtest.h>
 
@@ -112,11 +113,13 @@ struct MatmulCase {
     int64_t n_tokens = 1, n_in = 64, n_out = 1;
     bool bias = false;
     bool strided = false;  // x and y rows padded (row stride > row length)
+    MatmulActivations act = MatmulActivations::kF32;
     uint64_t seed = 1;
     std::string name() const {
         std::ostringstream os;
         os << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in << "_out" << n_out
-           << (bias ? "_bias" : "") << (strided ? "_strided" : "") << "_s" << seed;
+           << (bias ? "_bias" : "") << (strided ? "_strided" : "")
+           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
         return os.str();
     }
 };
@@ -169,6 +172,39 @@ std::vector<MatmulCase> matmul_cases() {
             cases.push_back(c);
         }
     }
+    // kWeightDotType (activations in the weight's dot type, as ggml): every weight type on the
+    // decode and GEMM paths; the reference quantizes/rounds x by the rule in ops.h.
+    for (GgmlType t : all_types()) {
+        for (int64_t n_in : {64, 256, 768}) {
+            if (is_k_quant(t) && n_in % 256 != 0) continue;
+            for (int64_t n_out : {5, 172}) {
+                for (int64_t n_tokens : {1, 2, 4, 5, 17, 64}) {
+                    MatmulCase c;
+                    c.type = t;
+                    c.n_tokens = n_tokens;
+                    c.n_in = n_in;
+                    c.n_out = n_out;
+                    c.bias = (seed % 2) == 0;
+                    c.strided = (seed % 5) == 0;
+                    c.act = MatmulActivations::kWeightDotType;
+                    c.seed = seed++;
+                    cases.push_back(c);
+                }
+            }
+        }
+        if (ggml_type_traits(t)->block_elems == 1) {
+            for (int64_t n_tokens : {1, 7}) {
+                MatmulCase c;
+                c.type = t;
+                c.n_tokens = n_tokens;
+                c.n_in = 77;
+                c.n_out = 21;
+                c.act = MatmulActivations::kWeightDotType;
+                c.seed = seed++;
+                cases.push_back(c);
+            }
+        }
+    }
     for (const MatmulCase& c : cases) register_case(CaseRecord{"matmul", c.name(), c.n_tokens, kB, kW});
     return cases;
 }
@@ -191,6 +227,7 @@ TEST_P(MatmulParity, MatchesFloat64) {
         p.w = MatrixView{w.data(), c.type, c.n_out, c.n_in};
         if (c.bias) p.bias = bias.view();
         p.y = slice(out.of(b).view(), 1, 0, c.n_out);
+        p.act = c.act;
         ASSERT_TRUE(run_model(b, p).ok()) << backend_name(b);
     }
     if (pad > 0) {

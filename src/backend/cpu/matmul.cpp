@@ -15,6 +15,7 @@
 // Measured numbers and the choice of f32 activations (no int8 activation quantization) are in
 // the header of bench/model_ops_bench.cpp.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -37,6 +38,12 @@ struct Scratch {
     AlignedBuffer<float> rows;    // [kNR, n_in] decoded weight rows
     AlignedBuffer<float> packed;  // [kPanelMicro, n_in, kNR] transposed micro-panels
     AlignedBuffer<float> chunk;   // [kChunk] generic decode path
+    // kWeightDotType activations, filled by the calling thread once per call (sized by the
+    // largest call so far, so the decode loop does not allocate).
+    AlignedBuffer<float> act_x;   // [n_tokens, n_in] rounded / dequantized rows (f32 kernels)
+    AlignedBuffer<int8_t> act_q;  // [n_tokens, n_in] Q8_0 / Q8_1 quants
+    AlignedBuffer<float> act_d;   // [n_tokens, n_in / 32] block scales (f16 values)
+    AlignedBuffer<float> act_s;   // [n_tokens, n_in / 32] Q8_1 block sums (f16 values)
 };
 thread_local Scratch t_scratch;
 
@@ -352,10 +359,315 @@ void prefill_path(const MatmulParams& p) {
     });
 }
 
+
+// ---- kWeightDotType: activations in the weight's dot type (ops.h) ------------------------------
+
+// Q8_0 (and Q8_1 when s != nullptr) quantization of one row, bit-exact with the rule in ops.h
+// and ggml's x86 quantizer: d = f16(amax / 127), q = nearest-even(x * (127 / amax)).
+void quantize_row_q8(const float* x, int64_t n, int8_t* q, float* d, float* s) {
+    for (int64_t b = 0; b < n / 32; ++b) {
+        const float* xb = x + b * 32;
+        int8_t* qb = q + b * 32;
+        int qsum = 0;
+#if TCA_CPU_AVX2
+        __m256 v[4];
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; ++i) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(mx, 1), _mm256_castps256_ps128(mx));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        __m256i iv[4];
+        for (int i = 0; i < 4; ++i) {
+            iv[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id),
+                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        }
+        if (s != nullptr) {
+            const __m256i t = _mm256_add_epi32(_mm256_add_epi32(iv[0], iv[1]), _mm256_add_epi32(iv[2], iv[3]));
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+            qsum = _mm_cvtsi128_si32(h);
+        }
+        const __m256i p01 = _mm256_packs_epi32(iv[0], iv[1]), p23 = _mm256_packs_epi32(iv[2], iv[3]);
+        const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23),
+                                                      _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb), p);
+#else
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < 32; ++j) {
+            const float r = std::nearbyint(xb[j] * id);
+            const int qi = static_cast<int>(std::min(127.0f, std::max(-128.0f, r)));
+            qb[j] = static_cast<int8_t>(qi);
+            qsum += qi;
+        }
+#endif
+        const float db = amax / 127.0f;
+        d[b] = f16_to_f32(f32_to_f16(db));
+        if (s != nullptr) s[b] = f16_to_f32(f32_to_f16(db * static_cast<float>(qsum)));
+    }
+}
+
+// Q8_K quantization of one row (blocks of 256), dequantized back to f32 (d * q in f32) for the
+// f32 kernels.
+void q8_k_round_row(const float* x, int64_t n, float* out) {
+    for (int64_t b = 0; b < n / 256; ++b) {
+        const float* xb = x + b * 256;
+        float* ob = out + b * 256;
+        float amax = 0.0f, mx = 0.0f;
+        for (int j = 0; j < 256; ++j) {
+            if (std::fabs(xb[j]) > amax) {
+                amax = std::fabs(xb[j]);
+                mx = xb[j];
+            }
+        }
+        if (amax == 0.0f) {
+            std::memset(ob, 0, 256 * sizeof(float));
+            continue;
+        }
+        const float iscale = -127.0f / mx, d = 1.0f / iscale;
+        for (int j = 0; j < 256; ++j) {
+            const float q = std::min(127.0f, std::nearbyint(iscale * xb[j]));
+            ob[j] = d * q;
+        }
+    }
+}
+
+// f16 / bf16 rounding of one row (round to nearest even both).
+void half_round_row(bool f16, const float* x, int64_t n, float* out) {
+    int64_t i = 0;
+#if TCA_CPU_AVX2
+    if (f16) {
+        for (; i + 8 <= n; i += 8) {
+            const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+        }
+    }
+#endif
+    for (; i < n; ++i) out[i] = f16 ? f16_to_f32(f32_to_f16(x[i])) : bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+// Activations as Q8_0 / Q8_1 blocks for the integer kernels.
+struct QuantActs {
+    const int8_t* q;  // [n_tokens, n_in]
+    const float* d;   // [n_tokens, nb]
+    const float* s;   // [n_tokens, nb] Q8_1 only, else nullptr
+    int64_t n_in, nb;
+};
+
+// Bytes per block of the integer-path weight types, and the offsets of d, m, qh and qs.
+struct IntBlock {
+    int64_t bytes;
+    bool has_m, has_qh;
+    int qs_off;
+};
+IntBlock int_block(GgmlType t) {
+    switch (t) {
+        case GgmlType::kQ8_0: return {34, false, false, 2};
+        case GgmlType::kQ4_0: return {18, false, false, 2};
+        case GgmlType::kQ5_0: return {22, false, true, 6};
+        case GgmlType::kQ4_1: return {20, true, false, 4};
+        default: return {24, true, true, 8};  // Q5_1
+    }
+}
+
+#if TCA_CPU_AVX2
+// The 32 quants of a weight block as int8 (signed for the _0 types, 0..31 for the _1 types).
+template <GgmlType T>
+inline __m256i weight_block_i8(const uint8_t* blk) {
+    if constexpr (T == GgmlType::kQ8_0) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    } else if constexpr (T == GgmlType::kQ4_0) {
+        return q4_0_block_i8(blk);
+    } else {
+        constexpr IntBlock ib = T == GgmlType::kQ5_0 ? IntBlock{22, false, true, 6}
+                              : T == GgmlType::kQ4_1 ? IntBlock{20, true, false, 4}
+                                                     : IntBlock{24, true, true, 8};
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + ib.qs_off));
+        const __m128i m = _mm_set1_epi8(0x0f);
+        __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+        if constexpr (ib.has_qh) {
+            // Bit j of qh -> 0x10 in byte j: byte j/8 of qh to lane j, test bit j%8.
+            uint32_t qh;
+            std::memcpy(&qh, blk + (ib.has_m ? 4 : 2), 4);
+            const __m256i bc = _mm256_set1_epi32(static_cast<int>(qh));
+            const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+            const __m256i bits = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+            const __m256i by = _mm256_shuffle_epi8(bc, sel);
+            const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(by, bits), bits);
+            v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+        }
+        if constexpr (T == GgmlType::kQ5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+        return v;
+    }
+}
+
+// Integer dot products of one weight row with NT quantized token rows: per block
+// sum q_w * q_a in int32 (maddubs on |w| and sign-moved a, then madd), scaled in f32 by
+// d_w * d_a; the _1 types add m_w * s_a per block.
+template <GgmlType T, int NT>
+void row_dot_int(const uint8_t* row, const QuantActs& a, int64_t t0, float* out) {
+    constexpr bool kHasM = T == GgmlType::kQ4_1 || T == GgmlType::kQ5_1;
+    const IntBlock ib = int_block(T);
+    __m256 acc[NT];
+    float macc[NT];
+    for (int t = 0; t < NT; ++t) {
+        acc[t] = _mm256_setzero_ps();
+        macc[t] = 0.0f;
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < a.nb; ++b) {
+        const uint8_t* blk = row + b * ib.bytes;
+        const float dw = load_f16_scale(blk);
+        const __m256i w = weight_block_i8<T>(blk);
+        const __m256i aw = _mm256_sign_epi8(w, w);
+        for (int t = 0; t < NT; ++t) {
+            const int64_t tb = (t0 + t) * a.nb + b;
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + tb * 32));
+            const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
+            const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[tb]), f, acc[t]);
+            if constexpr (kHasM) macc[t] += load_f16_scale(blk + 2) * a.s[tb];
+        }
+    }
+    for (int t = 0; t < NT; ++t) out[t] = lanes_sum(acc[t]) + macc[t];
+}
+#else
+template <GgmlType T, int NT>
+void row_dot_int(const uint8_t* row, const QuantActs& a, int64_t t0, float* out) {
+    const IntBlock ib = int_block(T);
+    for (int t = 0; t < NT; ++t) out[t] = 0.0f;
+    for (int64_t b = 0; b < a.nb; ++b) {
+        const uint8_t* blk = row + b * ib.bytes;
+        const float dw = load_f16_scale(blk);
+        float w[32];
+        decode_row(T, blk, 32, w);
+        const float m = ib.has_m ? load_f16_scale(blk + 2) : 0.0f;
+        for (int t = 0; t < NT; ++t) {
+            const int64_t tb = (t0 + t) * a.nb + b;
+            int32_t isum = 0;
+            for (int j = 0; j < 32; ++j) {
+                // (w - m) / d recovers the integer quant exactly for every block type here.
+                const auto qw = static_cast<int32_t>(std::nearbyint(dw != 0.0f ? (w[j] - m) / dw : 0.0f));
+                isum += qw * a.q[tb * 32 + j];
+            }
+            out[t] += dw * a.d[tb] * static_cast<float>(isum) + (ib.has_m ? m * a.s[tb] : 0.0f);
+        }
+    }
+}
+#endif
+
+template <GgmlType T>
+void int_path(const MatmulParams& p, const QuantActs& a) {
+    const int64_t n_tokens = p.x.shape[0], n_out = p.w.n_rows;
+    const int64_t row_bytes = a.nb * int_block(T).bytes;
+    const int n_threads = thread_pool().n_threads();
+    const int64_t rows_per_item =
+        n_tokens <= kMaxDecodeTokens
+            ? std::max<int64_t>(8, (n_out + 8 * n_threads - 1) / (8 * n_threads))
+            : kPanelMicro * kNR;
+    const int64_t n_items = (n_out + rows_per_item - 1) / rows_per_item;
+    const auto* w = static_cast<const uint8_t*>(p.w.data);
+    const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
+    const int64_t ahead = std::max<int64_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes);
+    thread_pool().parallel_for(n_items, [&](int64_t item, int) {
+        const int64_t o0 = item * rows_per_item, o1 = std::min(n_out, o0 + rows_per_item);
+        // Token groups of 4 reuse the item's rows from L1/L2 (64 rows of 768 Q8_0: 52 KB).
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
+            const int64_t nt = std::min<int64_t>(4, n_tokens - t0);
+            for (int64_t o = o0; o < o1; ++o) {
+#if TCA_CPU_AVX2
+                if (t0 == 0 && o + ahead < o1) {
+                    const uint8_t* next = w + (o + ahead) * row_bytes;
+                    for (int64_t b = 0; b < row_bytes; b += 64) {
+                        _mm_prefetch(reinterpret_cast<const char*>(next + b), _MM_HINT_T0);
+                    }
+                }
+#endif
+                const uint8_t* row = w + o * row_bytes;
+                float s[4];
+                switch (nt) {
+                    case 1: row_dot_int<T, 1>(row, a, t0, s); break;
+                    case 2: row_dot_int<T, 2>(row, a, t0, s); break;
+                    case 3: row_dot_int<T, 3>(row, a, t0, s); break;
+                    default: row_dot_int<T, 4>(row, a, t0, s); break;
+                }
+                for (int64_t t = 0; t < nt; ++t) {
+                    y_row(p, t0 + t)[o] = bias ? s[t] + bias[o * p.bias.stride[0]] : s[t];
+                }
+            }
+        }
+    });
+}
+
+Status matmul_f32(const MatmulParams& p);
+
+// Converts the activations once per call (token rows in parallel when there are many), then
+// runs the integer kernels (Q8_0 / Q8_1 dot types) or the f32 kernels on the converted rows.
+Status matmul_native(const MatmulParams& p, GgmlType dot) {
+    const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols;
+    Scratch& sc = t_scratch;
+    auto for_tokens = [&](auto&& fn) {
+        if (n_tokens <= kMaxDecodeTokens) {
+            for (int64_t t = 0; t < n_tokens; ++t) fn(t);
+        } else {
+            thread_pool().parallel_for(n_tokens, [&](int64_t t, int) { fn(t); });
+        }
+    };
+    if (dot == GgmlType::kQ8_0 || dot == GgmlType::kQ8_1) {
+        const int64_t nb = n_in / 32;
+        int8_t* q = sc.act_q.reserve(static_cast<size_t>(n_tokens * n_in));
+        float* d = sc.act_d.reserve(static_cast<size_t>(n_tokens * nb));
+        float* s = dot == GgmlType::kQ8_1 ? sc.act_s.reserve(static_cast<size_t>(n_tokens * nb)) : nullptr;
+        for_tokens([&](int64_t t) {
+            quantize_row_q8(x_row(p, t), n_in, q + t * n_in, d + t * nb, s ? s + t * nb : nullptr);
+        });
+        const QuantActs a{q, d, s, n_in, nb};
+        switch (p.w.type) {
+            case GgmlType::kQ8_0: int_path<GgmlType::kQ8_0>(p, a); break;
+            case GgmlType::kQ4_0: int_path<GgmlType::kQ4_0>(p, a); break;
+            case GgmlType::kQ5_0: int_path<GgmlType::kQ5_0>(p, a); break;
+            case GgmlType::kQ4_1: int_path<GgmlType::kQ4_1>(p, a); break;
+            default: int_path<GgmlType::kQ5_1>(p, a); break;
+        }
+        return Status();
+    }
+    float* xr = sc.act_x.reserve(static_cast<size_t>(n_tokens * n_in));
+    for_tokens([&](int64_t t) {
+        if (dot == GgmlType::kQ8_K) {
+            q8_k_round_row(x_row(p, t), n_in, xr + t * n_in);
+        } else {
+            half_round_row(dot == GgmlType::kF16, x_row(p, t), n_in, xr + t * n_in);
+        }
+    });
+    MatmulParams q = p;
+    q.x = make_view(xr, DType::kF32, {n_tokens, n_in});
+    q.act = MatmulActivations::kF32;
+    return matmul_f32(q);
+}
+
 }  // namespace
 
 Status matmul(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
+    const GgmlType dot = matmul_dot_type(p.w.type);
+    if (p.act == MatmulActivations::kWeightDotType && dot != GgmlType::kF32 && p.x.shape[0] > 0) {
+        return matmul_native(p, dot);
+    }
+    return matmul_f32(p);
+}
+
+namespace {
+
+Status matmul_f32(const MatmulParams& p) {
     switch (p.x.shape[0]) {
         case 0: return Status();
         case 1: decode_path<1>(p); return Status();
@@ -368,5 +680,7 @@ Status matmul(const MatmulParams& p) {
     prefill_path(p);
     return Status();
 }
+
+}  // namespace
 
 }  // namespace tca::cpu
