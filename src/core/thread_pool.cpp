@@ -45,7 +45,7 @@ void ThreadPool::worker_loop(int index) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n_items, const std::function<void(int64_t, int)>& fn) {
+void ThreadPool::parallel_for(int64_t n_items, ItemFn fn) {
     if (n_items <= 0) return;
     if (n_threads_ == 1 || n_items == 1) {
         for (int64_t i = 0; i < n_items; ++i) fn(i, 0);

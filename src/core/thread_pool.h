@@ -1,17 +1,39 @@
 // A small fixed-size thread pool for data-parallel loops. The calling thread takes part, so a
 // pool of n threads runs n-1 workers. Work items are claimed dynamically (one atomic counter),
-// which balances causal attention tiles of unequal cost.
+// which balances causal attention tiles of unequal cost. parallel_for takes the loop body by
+// non-owning reference (ItemFn), so a call allocates nothing: a capturing lambda converted to
+// std::function would heap-allocate once it outgrows the small-object buffer.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <mutex>
+#include <type_traits>
 #include <thread>
 #include <vector>
 
 namespace tca {
+
+// A non-owning reference to a callable fn(int64_t item, int thread_index): a pointer to the
+// callable and a pointer to a function that invokes it. Valid while the callable lives, i.e.
+// for the duration of the parallel_for call it is passed to.
+class ItemFn {
+public:
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, ItemFn> &&
+                 std::is_invocable_v<const F&, int64_t, int>)
+    ItemFn(const F& fn)  // NOLINT(google-explicit-constructor): lambdas convert implicitly
+        : obj_(std::addressof(fn)), call_([](const void* o, int64_t item, int thread) {
+              (*static_cast<const F*>(o))(item, thread);
+          }) {}
+    void operator()(int64_t item, int thread) const { call_(obj_, item, thread); }
+
+private:
+    const void* obj_;
+    void (*call_)(const void*, int64_t, int);
+};
 
 class ThreadPool {
 public:
@@ -23,7 +45,8 @@ public:
     int n_threads() const { return n_threads_; }
     // Calls fn(item, thread_index) for every item in [0, n_items), items claimed in order.
     // thread_index is in [0, n_threads()) and unique among concurrently running calls.
-    void parallel_for(int64_t n_items, const std::function<void(int64_t, int)>& fn);
+    // Allocates nothing (the body is held by reference, workers are woken, not created).
+    void parallel_for(int64_t n_items, ItemFn fn);
 
 private:
     void worker_loop(int index);
@@ -37,7 +60,7 @@ private:
     uint64_t generation_ = 0;
     int n_active_ = 0;
     bool stop_ = false;
-    const std::function<void(int64_t, int)>* job_ = nullptr;
+    const ItemFn* job_ = nullptr;
     int64_t n_items_ = 0;
     std::atomic<int64_t> next_{0};
     std::mutex call_mu_;  // one parallel_for at a time

@@ -156,21 +156,31 @@ void qk_tile(const float* k, int64_t ldk, int64_t nk, const float* q_t, int64_t 
     }
 }
 
+void AttentionTile::reserve(int64_t n_rows, int64_t head_dim) {
+    const size_t lanes = static_cast<size_t>((n_rows + 7) / 8 * 8), d = static_cast<size_t>(head_dim);
+    q_t_.reserve(lanes * d);
+    st_.reserve(static_cast<size_t>(kTileKeys) * lanes);
+    k_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
+    v_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
+    acc_.reserve(lanes * d);
+    for (AlignedBuffer<float>* b : {&m_, &l_, &alpha_}) b->reserve(lanes);
+    lo_.reserve(lanes);
+    hi_.reserve(lanes);
+}
+
 void AttentionTile::begin(int64_t n_rows, int64_t head_dim) {
+    reserve(n_rows, head_dim);
     n_rows_ = n_rows;
     d_ = head_dim;
     lanes_ = (n_rows + 7) / 8 * 8;
     const size_t lanes = static_cast<size_t>(lanes_), d = static_cast<size_t>(head_dim);
-    std::fill_n(q_t_.reserve(lanes * d), lanes * d, 0.0f);
-    st_.reserve(static_cast<size_t>(kTileKeys) * lanes);
-    k_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
-    v_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
-    std::fill_n(acc_.reserve(lanes * d), lanes * d, 0.0f);
-    std::fill_n(m_.reserve(lanes), lanes, kNegInf);
-    std::fill_n(l_.reserve(lanes), lanes, 0.0f);
-    std::fill_n(alpha_.reserve(lanes), lanes, 1.0f);
-    std::fill_n(lo_.reserve(lanes), lanes, 0);
-    std::fill_n(hi_.reserve(lanes), lanes, 0);
+    std::fill_n(q_t_.data(), lanes * d, 0.0f);
+    std::fill_n(acc_.data(), lanes * d, 0.0f);
+    std::fill_n(m_.data(), lanes, kNegInf);
+    std::fill_n(l_.data(), lanes, 0.0f);
+    std::fill_n(alpha_.data(), lanes, 1.0f);
+    std::fill_n(lo_.data(), lanes, 0);
+    std::fill_n(hi_.data(), lanes, 0);
 }
 
 void AttentionTile::attend(const KvRows& kv, int64_t kb, int64_t ke) {
@@ -307,8 +317,21 @@ void run_attention(const AttentionProblem& p) {
     const int64_t n_base = hkv * n_tiles;
     const float qscale = p.scale * kLog2e;
 
+    // Scratch of the calling thread, reused across calls: assign/clear/resize within the
+    // capacity reached by earlier calls of the same shape allocate nothing. Bound to local
+    // references: inside the parallel_for lambdas a thread_local name would denote the pool
+    // thread's own (empty) instance.
+    thread_local std::vector<int64_t> t_cost;
+    thread_local std::vector<WorkItem> t_items;
+    thread_local std::vector<float> t_partial;
+    thread_local std::vector<AttentionTile> t_tiles;  // [pool thread index]
+    std::vector<int64_t>& cost = t_cost;
+    std::vector<WorkItem>& items = t_items;
+    std::vector<float>& partial = t_partial;
+    std::vector<AttentionTile>& tiles = t_tiles;
+
     // Cost of each (KV head, query tile) and the longest key span of one segment in tiles.
-    std::vector<int64_t> cost(static_cast<size_t>(n_base), 0);
+    cost.assign(static_cast<size_t>(n_base), 0);
     int64_t max_span_tiles = 0;
     for (int64_t b = 0; b < n_base; ++b) {
         const int64_t kvh = b / n_tiles, t0 = (b % n_tiles) * tq, t1 = std::min(n_q, t0 + tq);
@@ -335,26 +358,33 @@ void run_attention(const AttentionProblem& p) {
     if (n_threads > 1 && n_base < 4 * n_threads) {
         n_split = std::min((4 * n_threads + n_base - 1) / n_base, std::max<int64_t>(1, max_span_tiles / 2));
     }
-    std::vector<WorkItem> items;
-    items.reserve(static_cast<size_t>(n_base * n_split));
+    items.clear();
     for (int64_t b = 0; b < n_base; ++b) {
         for (int64_t s = 0; s < n_split; ++s) items.push_back({b, s, cost[static_cast<size_t>(b)]});
     }
-    std::stable_sort(items.begin(), items.end(),
-                     [](const WorkItem& x, const WorkItem& y) { return x.cost > y.cost; });
+    // Most expensive first; equal costs keep their (base, split) order. std::sort with that
+    // tie-break gives the order std::stable_sort would, without its temporary buffer.
+    std::sort(items.begin(), items.end(), [](const WorkItem& x, const WorkItem& y) {
+        if (x.cost != y.cost) return x.cost > y.cost;
+        return x.base != y.base ? x.base < y.base : x.split < y.split;
+    });
 
     // Partial states of split items: per (base, split) m and l [lanes] then acc [rows][d].
     const int64_t max_rows = tq * g, max_lanes = (max_rows + 7) / 8 * 8;
     const int64_t part_stride = 2 * max_lanes + max_rows * d;
-    std::vector<float> partial;
     if (n_split > 1) partial.resize(static_cast<size_t>(n_base * n_split * part_stride));
+
+    // One tile per pool thread index, grown here on the calling thread: which pool thread
+    // claims which item varies from call to call, so lazily grown per-thread tiles could
+    // allocate on any later call.
+    if (tiles.size() < static_cast<size_t>(n_threads)) tiles.resize(static_cast<size_t>(n_threads));
+    for (AttentionTile& t : tiles) t.reserve(max_rows, d);
 
     const float* qdata = p.q.ptr<float>();
     float* odata = p.out.ptr<float>();
-    pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t item, int) {
+    pool.parallel_for(static_cast<int64_t>(items.size()), [&](int64_t item, int thread) {
         const WorkItem& w = items[static_cast<size_t>(item)];
-        // Scratch lives with the pool thread and only grows: decode steps allocate no tiles.
-        thread_local AttentionTile tile;
+        AttentionTile& tile = tiles[static_cast<size_t>(thread)];
         const int64_t kvh = w.base / n_tiles, t0 = (w.base % n_tiles) * tq;
         const int64_t nt = std::min(tq, n_q - t0), rows = nt * g;
         tile.begin(rows, d);

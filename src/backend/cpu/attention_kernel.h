@@ -51,6 +51,8 @@ void qk_tile(const float* k, int64_t ldk, int64_t nk, const float* q_t, int64_t 
 
 class AttentionTile {
 public:
+    // Grows the scratch for n_rows query rows of head_dim d (no-op when it is large enough).
+    void reserve(int64_t n_rows, int64_t head_dim);
     // Sizes the scratch for n_rows query rows of head_dim d and resets the softmax state.
     void begin(int64_t n_rows, int64_t head_dim);
     int64_t n_rows() const { return n_rows_; }
@@ -96,8 +98,10 @@ struct AttentionProblem {
 
 // Runs the problem on thread_pool(): work items (KV head, query tile) ordered by visible key
 // count, most expensive first; when there are fewer items than 4 per thread the key range is
-// split (split-K) and the partial softmax states merged. Tile scratch is thread_local to the
-// pool threads (allocated once, grown on demand). Not reentrant from inside parallel_for.
+// split (split-K) and the partial softmax states merged. Scratch (one tile per pool thread
+// index, the work list, the split partials) is thread_local to the calling thread and only
+// grows, so repeated calls of the same shape (decode steps) allocate nothing. Not reentrant
+// from inside parallel_for.
 void run_attention(const AttentionProblem& p);
 
 }  // namespace tca::cpu

@@ -14,13 +14,17 @@ namespace tca::cpu {
 Status decode_attention(const DecodeAttentionParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.k_cache.shape[0], n_q = p.q.shape[1];
-    AttentionProblem prob;
+    // Reused by every call on this thread: its vectors keep their capacity, so a decode step
+    // (same shape as the last) allocates nothing.
+    thread_local AttentionProblem prob;
     prob.q = p.q;
     prob.out = p.out;
     prob.n_kv_heads = hkv;
     prob.scale = effective_scale(p.scale, p.q.shape[2]);
-    AttentionSegment seg;
+    prob.segments.resize(1);
+    AttentionSegment& seg = prob.segments[0];
     const size_t n = static_cast<size_t>(hkv * n_q);
+    seg.kv.clear();
     seg.lo.assign(n, 0);
     seg.hi.resize(n);
     for (int64_t h = 0; h < hkv; ++h) {
@@ -40,7 +44,6 @@ Status decode_attention(const DecodeAttentionParams& p) {
             seg.hi[static_cast<size_t>(h * n_q + i)] = static_cast<int32_t>(cnt);
         }
     }
-    prob.segments.push_back(std::move(seg));
     run_attention(prob);
     return Status();
 }

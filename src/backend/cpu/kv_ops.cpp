@@ -26,6 +26,16 @@ char* row_ptr(const TensorView& t, int64_t head, int64_t row) {
            (head * t.stride[0] + row * t.stride[1]) * static_cast<int64_t>(dtype_size(t.dtype));
 }
 
+// Per pool thread scratch of block_compact: transposed queries, score statistics, block
+// scores and the ranking. Vectors keep their capacity across calls (assign within capacity
+// does not allocate).
+struct CompactScratch {
+    std::vector<float> q_t, m, l, w, score;
+    std::vector<int32_t> hi;
+    std::vector<int64_t> idx;
+    ScoreScratch score_scratch;
+};
+
 }  // namespace
 
 Status kv_gather(const KvGatherParams& p) {
@@ -58,7 +68,22 @@ Status block_compact(const BlockCompactParams& p) {
     const size_t row_bytes = static_cast<size_t>(d) * dtype_size(p.k_cache.dtype);
     const int64_t rows = g * n_q, ld = (rows + 7) / 8 * 8;
     ThreadPool& pool = thread_pool();
-    std::vector<ScoreScratch> scratch(static_cast<size_t>(pool.n_threads()));
+    // One scratch per pool thread index, owned by the calling thread and sized here (not by
+    // whichever pool thread first claims a head), so calls after the first allocate nothing.
+    // (A local reference: in the lambda the thread_local's name would be the pool thread's.)
+    thread_local std::vector<CompactScratch> t_scratch;
+    std::vector<CompactScratch>& scratch = t_scratch;
+    if (scratch.size() < static_cast<size_t>(pool.n_threads())) {
+        scratch.resize(static_cast<size_t>(pool.n_threads()));
+    }
+    for (CompactScratch& s : scratch) {
+        s.q_t.reserve(static_cast<size_t>(d * ld));
+        for (std::vector<float>* v : {&s.m, &s.l, &s.w}) v->reserve(static_cast<size_t>(ld));
+        s.hi.reserve(static_cast<size_t>(ld));
+        s.score.reserve(static_cast<size_t>(b));
+        s.idx.reserve(static_cast<size_t>(b));
+        reserve_score_scratch(s.score_scratch, d);
+    }
     pool.parallel_for(hkv, [&](int64_t kvh, int thread) {
         const int64_t keep = i32_at(p.keep, kvh);
         if (keep < 0) return;
@@ -66,9 +91,12 @@ Status block_compact(const BlockCompactParams& p) {
         TCA_ASSERT(keep <= b && g0 >= 0 && n - g0 >= b && n <= p.k_cache.shape[1],
                    "block_compact: keep %lld, n_global %lld, n_slots %lld",
                    static_cast<long long>(keep), static_cast<long long>(g0), static_cast<long long>(n));
+        CompactScratch& cs = scratch[static_cast<size_t>(thread)];
         // Score the block [g0, g0 + b): softmax over the block only, mean over G x n_q rows.
-        std::vector<float> q_t(static_cast<size_t>(d * ld), 0.0f);
-        std::vector<int32_t> hi(static_cast<size_t>(ld), 0);
+        std::vector<float>& q_t = cs.q_t;
+        std::vector<int32_t>& hi = cs.hi;
+        q_t.assign(static_cast<size_t>(d * ld), 0.0f);
+        hi.assign(static_cast<size_t>(ld), 0);
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t t = r / g, h = kvh * g + r % g;
             const float* src = p.q.ptr<float>() + h * p.q.stride[0] + t * p.q.stride[1];
@@ -81,19 +109,24 @@ Status block_compact(const BlockCompactParams& p) {
         q.ld = ld;
         q.head_dim = d;
         const void* kbase = row_ptr(p.k_cache, kvh, 0);
-        ScoreScratch& sc = scratch[static_cast<size_t>(thread)];
-        std::vector<float> m(static_cast<size_t>(ld), -std::numeric_limits<float>::infinity());
-        std::vector<float> l(static_cast<size_t>(ld), 0.0f);
+        ScoreScratch& sc = cs.score_scratch;
+        std::vector<float>& m = cs.m;
+        std::vector<float>& l = cs.l;
+        std::vector<float>& w = cs.w;
+        m.assign(static_cast<size_t>(ld), -std::numeric_limits<float>::infinity());
+        l.assign(static_cast<size_t>(ld), 0.0f);
         row_stats(q, kbase, p.k_cache.dtype, p.k_cache.stride[1], g0, g0 + b, m.data(), l.data(), sc);
-        std::vector<float> w(static_cast<size_t>(ld), 0.0f);
+        w.assign(static_cast<size_t>(ld), 0.0f);
         for (int64_t r = 0; r < rows; ++r) {
             w[static_cast<size_t>(r)] = 1.0f / (l[static_cast<size_t>(r)] * static_cast<float>(rows));
         }
-        std::vector<float> score(static_cast<size_t>(b));
+        std::vector<float>& score = cs.score;
+        score.resize(static_cast<size_t>(b));
         accumulate_probs(q, kbase, p.k_cache.dtype, p.k_cache.stride[1], g0, g0 + b, m.data(),
                          w.data(), score.data(), sc);
         // Top keep (ties: lower position, i.e. lower slot since positions ascend), ascending.
-        std::vector<int64_t> idx(static_cast<size_t>(b));
+        std::vector<int64_t>& idx = cs.idx;
+        idx.resize(static_cast<size_t>(b));
         std::iota(idx.begin(), idx.end(), int64_t{0});
         if (keep > 0 && keep < b) {
             std::nth_element(idx.begin(), idx.begin() + (keep - 1), idx.end(), [&](int64_t x, int64_t y) {

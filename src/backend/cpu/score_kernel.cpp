@@ -27,16 +27,16 @@ void score_tile(const ScoreRows& q, const void* k, DType dt, int64_t stride, int
     }
 }
 
-void reserve(ScoreScratch& sc, int64_t d) {
+}  // namespace
+
+void reserve_score_scratch(ScoreScratch& sc, int64_t d) {
     sc.st.reserve(static_cast<size_t>(kTileKeys * kScoreLanes));
     sc.kbuf.reserve(static_cast<size_t>(kTileKeys * d));
 }
 
-}  // namespace
-
 void row_stats(const ScoreRows& q, const void* k, DType dt, int64_t stride, int64_t k0,
                int64_t k1, float* m, float* l, ScoreScratch& sc) {
-    reserve(sc, q.head_dim);
+    reserve_score_scratch(sc, q.head_dim);
     const float* st = sc.st.data();
     for (int64_t c0 = 0; c0 < q.ld; c0 += kScoreLanes) {
         const int64_t w = std::min(kScoreLanes, q.ld - c0);
@@ -79,7 +79,7 @@ void row_stats(const ScoreRows& q, const void* k, DType dt, int64_t stride, int6
 
 void accumulate_probs(const ScoreRows& q, const void* k, DType dt, int64_t stride, int64_t k0,
                       int64_t k1, const float* m, const float* w, float* out, ScoreScratch& sc) {
-    reserve(sc, q.head_dim);
+    reserve_score_scratch(sc, q.head_dim);
     std::fill(out, out + (k1 - k0), 0.0f);
     const float* st = sc.st.data();
     for (int64_t c0 = 0; c0 < q.ld; c0 += kScoreLanes) {

@@ -17,6 +17,8 @@ struct ScoreScratch {
     AlignedBuffer<float> kbuf;  // [kTileKeys][d]
 };
 inline constexpr int64_t kScoreLanes = 128;
+// Grows the scratch for head dim d (the passes call it too; no-op once large enough).
+void reserve_score_scratch(ScoreScratch& scratch, int64_t d);
 
 // Query rows: q_t[c * ld + r] for r < n_rows (ld a multiple of 8, padding lanes zero); row r
 // sees the keys with index < hi[r] (hi padded to ld entries; padding lanes hi = 0).
