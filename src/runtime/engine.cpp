@@ -96,6 +96,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
         policy.uniform.reset();
     }
     TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights)));
+    e->model_->set_matmul_activations(opt.matmul_activations);
     const ModelConfig& c = e->model_->config();
     int64_t ctx = opt.ctx_size;
     if (ctx == 0) ctx = c.context_length > 0 ? std::min<int64_t>(c.context_length, 4096) : 4096;

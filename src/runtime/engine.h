@@ -26,6 +26,9 @@ struct EngineOptions {
     int n_threads = 0;           // 0: all hardware threads
     DType kv_dtype = DType::kF32;
     bool all_logits = false;     // keep the logits of every prompt token
+    // Matmul activations (ops.h): the weight type's dot type as llama.cpp (default; its logits
+    // match llama.cpp's, docs/numerics.md) or plain f32 (--matmul-activations f32).
+    MatmulActivations matmul_activations = MatmulActivations::kWeightDotType;
     Device device = Device::kCpu;
     // Attention policy (dense by default). TCA evaluates a first prompt as one batch (the
     // method selects with the prompt's last query at every layer), so its activation buffers

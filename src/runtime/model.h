@@ -35,12 +35,16 @@ public:
     const MatrixView& output() const { return output_; }
     const HostTensor& output_norm() const { return output_norm_; }
     const HostTensor& inv_freq() const { return inv_freq_; }  // [head_dim / 2] f32
+    // What every matmul of the forward pass does to its activations (ops.h).
+    MatmulActivations matmul_activations() const { return matmul_act_; }
+    void set_matmul_activations(MatmulActivations a) { matmul_act_ = a; }
 
 private:
     ModelWeights weights_;
     std::vector<LayerViews> layers_;
     MatrixView token_embd_, output_;
     HostTensor output_norm_, inv_freq_;
+    MatmulActivations matmul_act_ = MatmulActivations::kF32;
 };
 
 // Activation buffers for up to max_batch tokens per forward call.

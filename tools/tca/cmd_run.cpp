@@ -17,6 +17,7 @@ namespace {
 struct RunFlags {
     std::string model, prompt, file, logits_out, tokenizer, kv_type = "f32", chat, system;
     std::string attention = "dense", budget_file, stats_json, mass_norm = "max";
+    std::string matmul_activations = "native";
     int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32;
     double keep = 0.2, alpha = 0.5;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
@@ -58,7 +59,12 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     if (Status s = validate(so); !s.ok()) return Status(StatusCode::kUsage, "--" + s.message());
 
     TCA_ASSIGN_OR_RETURN(AttentionPolicy policy, policy_from_flags(f));
+    if (f.matmul_activations != "native" && f.matmul_activations != "f32") {
+        return usage_error("--matmul-activations must be f32 or native, got %s", f.matmul_activations.c_str());
+    }
     EngineOptions eo;
+    eo.matmul_activations = f.matmul_activations == "f32" ? MatmulActivations::kF32
+                                                          : MatmulActivations::kWeightDotType;
     eo.attention = std::move(policy);
     eo.budget_file = f.budget_file;
     eo.model_path = f.model;
@@ -167,6 +173,9 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_int("batch-size", &f.batch_size, "prompt tokens per forward pass (chunked prefill)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
     flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16");
+    flags.add_string("matmul-activations", &f.matmul_activations, "M",
+                     "matmul activations: native (the weight type's dot type, as llama.cpp: f16/bf16 "
+                     "rounding, 8-bit blocks for quantized weights) or f32");
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_string("chat", &f.chat, "T", "wrap the prompt in a chat template: llama3, chatml or auto");
