@@ -155,7 +155,7 @@ Status run_matmul_bench(const MatmulBenchOptions& opt, std::FILE* out) {
     std::fprintf(out, "matmul bench, %s, f32 FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s, "
                  "parallel_for round trip %.1f us (median)\n",
                  cpu_description(n_threads).c_str(), peak, bw, 1e3 * summarize(pf).median);
-    std::fprintf(out, "%-5s %6s %6s %6s | %9s %9s %9s | %9s %9s\n", "type", "n_out", "n_in",
+    std::fprintf(out, "%-5s %-6s %6s %6s %6s | %9s %9s %9s | %9s %9s\n", "type", "act", "n_out", "n_in",
                  "tokens", "ms", "GFLOP/s", "%peak", "GB/s hot", "GB/s cold");
     TCA_ASSIGN_OR_RETURN(JsonLines json, JsonLines::open(opt.json_path));
     Rng rng(opt.seed);
@@ -164,12 +164,14 @@ Status run_matmul_bench(const MatmulBenchOptions& opt, std::FILE* out) {
         for (auto [n_out, n_in] : opt.shapes) {
             const std::vector<uint8_t> w = make_weights(type, n_out, n_in, rng);
             for (int64_t n_tok : opt.n_tokens) {
+              for (MatmulActivations act : opt.acts) {
                 std::vector<float> x(static_cast<size_t>(n_tok * n_in)), y(static_cast<size_t>(n_tok * n_out));
                 for (float& v : x) v = static_cast<float>(rng.normal());
                 MatmulParams p;
                 p.x = make_view(x.data(), DType::kF32, {n_tok, n_in});
                 p.w = MatrixView{w.data(), type, n_out, n_in};
                 p.y = make_view(y.data(), DType::kF32, {n_tok, n_out});
+                p.act = act;
                 TCA_RETURN_IF_ERROR(cpu::matmul(p));
                 if (opt.validate) {
                     const int64_t nv = std::min<int64_t>(n_tok, 6);
@@ -217,20 +219,22 @@ Status run_matmul_bench(const MatmulBenchOptions& opt, std::FILE* out) {
                     cold = wbytes / (summarize(cms).median * 1e6);
                 }
                 const double gflops = flops / (s.median * 1e6);
-                std::fprintf(out, "%-5s %6lld %6lld %6lld | %9.4f %9.1f %8.0f%% | %9.1f %9.1f\n",
-                             ts.c_str(), (long long)n_out, (long long)n_in, (long long)n_tok,
+                std::fprintf(out, "%-5s %-6s %6lld %6lld %6lld | %9.4f %9.1f %8.0f%% | %9.1f %9.1f\n",
+                             ts.c_str(), matmul_activations_name(act), (long long)n_out, (long long)n_in, (long long)n_tok,
                              s.median, gflops, peak > 0 ? 100.0 * gflops / peak : 0.0,
                              wbytes / (s.median * 1e6), cold);
                 char line[512];
                 std::snprintf(line, sizeof line,
-                              "{\"bench\":\"matmul\",\"git\":\"%s\",\"device\":\"%s\",\"type\":\"%s\","
+                              "{\"bench\":\"matmul\",\"git\":\"%s\",\"device\":\"%s\",\"type\":\"%s\",\"act\":\"%s\","
                               "\"n_out\":%lld,\"n_in\":%lld,\"n_tokens\":%lld,\"median_ms\":%.5f,"
                               "\"min_ms\":%.5f,\"max_ms\":%.5f,\"gflops\":%.2f,\"hot_gbps\":%.2f,"
                               "\"cold_gbps\":%.2f,\"fma_peak_gflops\":%.1f,\"read_gbps\":%.1f}",
                               git_revision().c_str(), cpu_description(n_threads).c_str(), ts.c_str(),
+                              matmul_activations_name(act),
                               (long long)n_out, (long long)n_in, (long long)n_tok, s.median, s.min,
                               s.max, gflops, wbytes / (s.median * 1e6), cold, peak, bw);
                 json.write(line);
+              }
             }
         }
     }
