@@ -216,7 +216,7 @@ void decode_path(const MatmulParams& p) {
     for (int t = 0; t < NT; ++t) x[t] = x_row(p, t);
     const auto* w = static_cast<const uint8_t*>(p.w.data);
     const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
-    const int64_t ahead = std::max<int64_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes);
+    [[maybe_unused]] const int64_t ahead = std::max<int64_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes);
     thread_pool().parallel_for(n_items, [&](int64_t item, int) {
         const int64_t o1 = std::min(n_out, (item + 1) * rows_per_item);
         for (int64_t o = item * rows_per_item; o < o1; ++o) {
@@ -590,7 +590,7 @@ void int_path(const MatmulParams& p, const QuantActs& a) {
     const int64_t n_items = (n_out + rows_per_item - 1) / rows_per_item;
     const auto* w = static_cast<const uint8_t*>(p.w.data);
     const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
-    const int64_t ahead = std::max<int64_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes);
+    [[maybe_unused]] const int64_t ahead = std::max<int64_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes);
     thread_pool().parallel_for(n_items, [&](int64_t item, int) {
         const int64_t o0 = item * rows_per_item, o1 = std::min(n_out, o0 + rows_per_item);
         // Token groups of 4 reuse the item's rows from L1/L2 (64 rows of 768 Q8_0: 52 KB).
