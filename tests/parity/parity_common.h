@@ -12,6 +12,26 @@
 
 namespace tca::test {
 
+// A parity case of an attention or selection op (the fields of OpCase in order).
+inline OpCase mk(const char* op, int64_t length, int64_t hq, int64_t hkv, int64_t d, int64_t n_q,
+                 int64_t q_pos0, DType kv = DType::kF32, Input in = Input::kNormal, int b = 16,
+                 int w = 64, uint64_t seed = 1) {
+    OpCase c;
+    c.op = op;
+    c.length = length;
+    c.hq = hq;
+    c.hkv = hkv;
+    c.d = d;
+    c.n_q = n_q;
+    c.q_pos0 = q_pos0;
+    c.kv = kv;
+    c.input = in;
+    c.b = b;
+    c.w = w;
+    c.seed = seed;
+    return c;
+}
+
 // One output tensor in three copies: oracle (f64), naive f32 and the backend under test.
 struct Out3 {
     Buf ref, naive, cpu;
