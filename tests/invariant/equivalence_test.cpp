@@ -15,31 +15,6 @@ namespace {
 
 constexpr int kB = 8, kW = 16;
 
-// sparse_prefill on `be` for queries [q_pos0, q_pos0 + n_q) with the given global selection.
-Status run_prefill(Backend be, const Qkv& in, const std::vector<std::vector<int32_t>>& sel,
-                   int64_t q_pos0, Buf* out, int b = kB, int w = kW) {
-    const int64_t n_kv = in.k.dim(1);
-    const int64_t n = n_candidate_blocks(n_kv, w, b);
-    Gathered g;
-    TCA_RETURN_IF_ERROR(run_gather(be, in.k, in.v, sel, std::max<int64_t>(1, n * b), &g));
-    *out = Buf(DType::kF32, {in.q.dim(0), in.q.dim(1), in.q.dim(2)});
-    out->fill_poison();
-    SparsePrefillParams p;
-    p.q = in.q.view();
-    p.k = in.k.view();
-    p.v = in.v.view();
-    p.k_global = g.k.view();
-    p.v_global = g.v.view();
-    p.global_pos = g.slot_pos.view();
-    p.n_global = g.n.view();
-    p.out = out->view();
-    p.q_pos0 = q_pos0;
-    p.n_blocks = n;
-    p.block_size = b;
-    p.local_window = w;
-    return run(be, p);
-}
-
 std::vector<std::vector<int32_t>> psi_all(int64_t hkv, int64_t n, int32_t value) {
     return std::vector<std::vector<int32_t>>(static_cast<size_t>(hkv),
                                              std::vector<int32_t>(static_cast<size_t>(n), value));
@@ -65,7 +40,7 @@ TEST_P(Equivalence, FullBudgetPrefillEqualsDense) {
                 for (int64_t i = 0; i < n * kB; ++i) ASSERT_EQ(s.positions[h][i], i);
             }
             Buf sparse, dense(DType::kF32, {hq, L, 64});
-            ASSERT_TRUE(run_prefill(backend(), in, s.positions, 0, &sparse).ok());
+            ASSERT_TRUE(run_prefill(backend(), in, s.positions, 0, &sparse, kB, kW).ok());
             AttentionDenseParams p;
             p.q = in.q.view();
             p.k = in.k.view();
@@ -154,7 +129,7 @@ TEST_P(Equivalence, ZeroBudgetPrefillIsBandOnly) {
             return kp >= visible_blocks(qp, kW, kB, n) * kB && kp <= qp;
         };
         Buf out;
-        ASSERT_TRUE(run_prefill(backend(), in, s.positions, 0, &out).ok());
+        ASSERT_TRUE(run_prefill(backend(), in, s.positions, 0, &out, kB, kW).ok());
         EXPECT_TRUE(matches_masked_attention(out, in.q, in.k, in.v, 0, band, bname() + " band only"));
 
         // The last 20 queries: poison everything before the band of the first of them.
@@ -175,7 +150,7 @@ TEST_P(Equivalence, ZeroBudgetPrefillIsBandOnly) {
             }
         }
         Buf out_tail;
-        ASSERT_TRUE(run_prefill(backend(), tail, s.positions, q0, &out_tail).ok());
+        ASSERT_TRUE(run_prefill(backend(), tail, s.positions, q0, &out_tail, kB, kW).ok());
         const Buf naive = masked_attention<float>(tail.q, tail.k, tail.v, q0, band);
         EXPECT_TRUE(all_near(out_tail, want, fa3_tolerance(naive, want).bound(),
                              bname() + " band only, rows before the band poisoned"));
@@ -202,7 +177,7 @@ TEST_P(Equivalence, SparsePrefillEqualsMaskedAttention) {
                 return sets[kvh].count(kp) > 0;
             };
             Buf out;
-            ASSERT_TRUE(run_prefill(backend(), in, sel, 0, &out).ok());
+            ASSERT_TRUE(run_prefill(backend(), in, sel, 0, &out, kB, kW).ok());
             EXPECT_TRUE(matches_masked_attention(out, in.q, in.k, in.v, 0, m6, bname() + " M6 mask"));
         }
     }
@@ -291,7 +266,7 @@ TEST_P(Equivalence, NoQueryAttendsALaterPosition) {
         {
             // The selection lies in the candidate blocks, all before q0.
             Buf out;
-            ASSERT_TRUE(run_prefill(backend(), in, sel, q0, &out).ok());
+            ASSERT_TRUE(run_prefill(backend(), in, sel, q0, &out, kB, kW).ok());
             const KeyFilter m6 = [&](int64_t kvh, int64_t qp, int64_t kp) {
                 const int64_t band0 = visible_blocks(qp, kW, kB, n) * kB;
                 return kp >= band0 ? kp <= qp : sets[kvh].count(kp) > 0;

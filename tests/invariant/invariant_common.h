@@ -9,6 +9,7 @@
 
 #include "support/harness.h"
 #include "support/oracles.h"
+#include "sparse/sparse_options.h"
 
 namespace tca::test {
 
@@ -41,6 +42,31 @@ inline ::testing::AssertionResult matches_masked_attention(const Buf& got, const
     const Buf naive = masked_attention<float>(q, k, v, q_pos0, visible);
     const Tolerance tol = fa3_tolerance(naive, want);
     return all_near(got, want, tol.bound(), what);
+}
+
+// sparse_prefill on `be` for queries [q_pos0, q_pos0 + n_q) with the given global selection.
+inline Status run_prefill(Backend be, const Qkv& in, const std::vector<std::vector<int32_t>>& sel,
+                          int64_t q_pos0, Buf* out, int b, int w) {
+    const int64_t n_kv = in.k.dim(1);
+    const int64_t n = n_candidate_blocks(n_kv, w, b);
+    Gathered g;
+    TCA_RETURN_IF_ERROR(run_gather(be, in.k, in.v, sel, std::max<int64_t>(1, n * b), &g));
+    *out = Buf(DType::kF32, {in.q.dim(0), in.q.dim(1), in.q.dim(2)});
+    out->fill_poison();
+    SparsePrefillParams p;
+    p.q = in.q.view();
+    p.k = in.k.view();
+    p.v = in.v.view();
+    p.k_global = g.k.view();
+    p.v_global = g.v.view();
+    p.global_pos = g.slot_pos.view();
+    p.n_global = g.n.view();
+    p.out = out->view();
+    p.q_pos0 = q_pos0;
+    p.n_blocks = n;
+    p.block_size = b;
+    p.local_window = w;
+    return run(be, p);
 }
 
 }  // namespace tca::test

@@ -34,28 +34,6 @@ std::vector<std::vector<int32_t>> psi_for(int64_t hkv, int64_t n, double keep) {
     return std::vector<std::vector<int32_t>>(static_cast<size_t>(hkv), *psi);
 }
 
-Status run_prefill(Backend be, const Qkv& in, const std::vector<std::vector<int32_t>>& sel,
-                   Buf* out) {
-    const int64_t n_kv = in.k.dim(1), n = n_candidate_blocks(n_kv, kW, kB);
-    Gathered g;
-    TCA_RETURN_IF_ERROR(run_gather(be, in.k, in.v, sel, std::max<int64_t>(1, n * kB), &g));
-    *out = Buf(DType::kF32, {in.q.dim(0), in.q.dim(1), in.q.dim(2)});
-    out->fill_poison();
-    SparsePrefillParams p;
-    p.q = in.q.view();
-    p.k = in.k.view();
-    p.v = in.v.view();
-    p.k_global = g.k.view();
-    p.v_global = g.v.view();
-    p.global_pos = g.slot_pos.view();
-    p.n_global = g.n.view();
-    p.out = out->view();
-    p.n_blocks = n;
-    p.block_size = kB;
-    p.local_window = kW;
-    return run(be, p);
-}
-
 // Retained mass of the last query (M8's statistic for q_last): the importance of the selected
 // tokens plus the band [n * b, L), summed in double.
 double retained_mass(const Buf& scores, int64_t h, const std::vector<int32_t>& sel, int64_t n) {
@@ -88,7 +66,7 @@ TEST_P(SelectionInvariant, Theorem1BoundPerQuery) {
             };
             const KeyFilter causal = [](int64_t, int64_t qp, int64_t kp) { return kp <= qp; };
             Buf out;
-            ASSERT_TRUE(run_prefill(backend(), in, s.positions, &out).ok());
+            ASSERT_TRUE(run_prefill(backend(), in, s.positions, 0, &out, kB, kW).ok());
             const Buf dense = masked_attention<double>(in.q, in.k, in.v, 0, causal);
             const Buf sparse64 = masked_attention<double>(in.q, in.k, in.v, 0, m6);
             const Buf sparse32 = masked_attention<float>(in.q, in.k, in.v, 0, m6);

@@ -7,6 +7,16 @@
 
 namespace tca::cli {
 
+std::optional<int> parse_flags(FlagSet& flags, const std::vector<std::string>& args) {
+    bool help = false;
+    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
+    if (help) {
+        std::printf("%s", flags.usage().c_str());
+        return 0;
+    }
+    return std::nullopt;
+}
+
 int report_error(const Status& status) {
     if (status.ok()) return 0;
     std::fprintf(stderr, "tca: %s\n", status.message().c_str());

@@ -36,12 +36,7 @@ int bench_attention(const std::vector<std::string>& args) {
     flags.add_int("seed", &seed, "random seed of the inputs");
     flags.add_bool("validate", &opt.validate, "check both paths against the float64 reference first");
     flags.add_string("json", &opt.json_path, "FILE", "append JSON lines to FILE");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (threads < 1 || threads > 1024) {
         return report_error(usage_error("--threads must be in [1, 1024], got %lld",
                                         static_cast<long long>(threads)));
@@ -96,12 +91,7 @@ int bench_engine(const std::vector<std::string>& args) {
     flags.add_string("peer", &opt.peer_path, "FILE",
                      "tca_llama_peer (default: next to this executable; empty: tca only)");
     flags.add_string("json", &opt.json_path, "FILE", "append JSON lines to FILE");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (threads < 1 || threads > 1024) {
         return report_error(usage_error("--threads must be in [1, 1024], got %lld",
                                         static_cast<long long>(threads)));

@@ -217,12 +217,7 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_string("heatmap", &f.heatmap, "FILE", "also write a PNG of the kept fraction per (layer, KV head)");
     flags.add_bool("verbose", &f.verbose, "debug logging");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (f.verbose) set_log_level(LogLevel::kDebug);
     return report_error(calibrate_main(f, flags.given("ctx")));
 }

@@ -85,12 +85,7 @@ int cmd_inspect(const std::vector<std::string>& args) {
     flags.add_string("model", &model, "FILE", "model: GGUF file, .safetensors file or HF directory");
     flags.add_alias("-m", "model");
     flags.add_bool("tensors", &tensors, "list every tensor with its type and shape");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     return report_error(inspect_main(model, tensors));
 }
 

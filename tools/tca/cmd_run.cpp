@@ -194,12 +194,7 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_int("obs-window", &f.obs_window, "snapkv: last prompt queries that score the prompt");
     flags.add_string("stats-json", &f.stats_json, "FILE", "write speed and KV-cache statistics as JSON");
     flags.add_bool("verbose", &f.verbose, "debug logging");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (f.verbose) set_log_level(LogLevel::kDebug);
     return report_error(run_main(f, flags.given("prompt")));
 }

@@ -53,12 +53,7 @@ int cmd_tokenize(const std::vector<std::string>& args) {
     flags.add_alias("-f", "file");
     flags.add_bool("bos", &bos, "prepend BOS when the vocabulary expects it (--no-bos to skip)");
     flags.add_bool("pieces", &pieces, "print one 'id<TAB>piece' line per token");
-    bool help = false;
-    if (Status s = flags.parse(args, &help); !s.ok()) return report_error(s);
-    if (help) {
-        std::printf("%s", flags.usage().c_str());
-        return 0;
-    }
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
     return report_error(tokenize_main(model, tokenizer, text, file, flags.given("prompt"), bos, pieces));
 }
 

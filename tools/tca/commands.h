@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
 #include "core/dtype.h"
+#include "core/flags.h"
 #include "core/status.h"
 
 namespace tca::cli {
@@ -15,6 +18,10 @@ int cmd_calibrate(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
+
+// Parses flags; returns the exit code when the command should stop here (a usage error: 2,
+// --help printed: 0), or nullopt to go on.
+std::optional<int> parse_flags(FlagSet& flags, const std::vector<std::string>& args);
 
 // Shared flag helpers.
 Result<DType> parse_kv_type(const std::string& name);
