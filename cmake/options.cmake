@@ -16,12 +16,12 @@ option(TCA_CUDA "Build the CUDA backend (default: ON when nvcc is found)" ${tca_
 # Interface target carrying the code-generation flags every tca target shares.
 add_library(tca_options INTERFACE)
 if(TCA_NATIVE)
-  target_compile_options(tca_options INTERFACE -march=native)
+  target_compile_options(tca_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
 endif()
 if(TCA_SANITIZE)
-  target_compile_options(tca_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
-                                               -fno-sanitize-recover=all)
+  target_compile_options(tca_options INTERFACE
+    "$<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined;-fno-omit-frame-pointer;-fno-sanitize-recover=all>")
   target_link_options(tca_options INTERFACE -fsanitize=address,undefined)
 endif()
 # No fast-math anywhere: attention masks rely on -inf and NaN checks (docs/architecture.md).
-target_compile_options(tca_options INTERFACE -fno-fast-math)
+target_compile_options(tca_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fno-fast-math>)

@@ -12,7 +12,8 @@ for preset in release asan; do
     echo "== build ($preset)" >&2
     scripts/build.sh "$preset"
     echo "== test ($preset)" >&2
-    # Sanitizers: fail on the first error; leaks are errors too.
+    # Sanitizers: fail on the first error; leaks are errors too. Label `cuda` needs a GPU
+    # (scripts/device.sh runs it on the GPU machine); here it is only built.
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --test-dir "build/$preset" --output-on-failure --no-tests=error -j"$(nproc)" "$@"
+        ctest --test-dir "build/$preset" --output-on-failure --no-tests=error -j"$(nproc)" -LE cuda "$@"
 done

@@ -5,6 +5,9 @@
 #include <cstdint>
 
 #include "backend/cpu/cpu_ops.h"
+#if TCA_HAVE_CUDA
+#include "backend/cuda/cuda_ops.h"
+#endif
 
 namespace tca {
 
@@ -471,14 +474,30 @@ Status validate(const KvCompactParams& p) {
 }
 
 namespace ops {
+namespace {
+// The CUDA entry points, or the error of a build without them.
+#if TCA_HAVE_CUDA
+#define TCA_DEFINE_CUDA_ENTRY(name, Params) \
+    Status cuda_##name(const Params& p) { return cuda::name(p); }
+#else
+#define TCA_DEFINE_CUDA_ENTRY(name, Params)                                                   \
+    Status cuda_##name(const Params&) {                                                       \
+        return unsupported(#name ": device cuda is not available in this build (built without " \
+                           "CUDA; configure with -DTCA_CUDA=ON where nvcc is installed)");      \
+    }
+#endif
+TCA_FOR_EACH_OP(TCA_DEFINE_CUDA_ENTRY)
+TCA_FOR_EACH_MODEL_OP(TCA_DEFINE_CUDA_ENTRY)
+#undef TCA_DEFINE_CUDA_ENTRY
+}  // namespace
+
 #define TCA_DEFINE_DISPATCH(name, Params)                                           \
     Status name(Device device, const Params& p) {                                   \
         switch (device) {                                                           \
             case Device::kCpu: return cpu::name(p);                                 \
-            case Device::kCuda: break;                                              \
+            case Device::kCuda: return cuda_##name(p);                              \
         }                                                                           \
-        return unsupported(#name ": device %s is not available in this build",     \
-                           device_name(device));                                    \
+        return unsupported(#name ": unknown device %d", static_cast<int>(device));  \
     }
 TCA_FOR_EACH_OP(TCA_DEFINE_DISPATCH)
 TCA_FOR_EACH_MODEL_OP(TCA_DEFINE_DISPATCH)

@@ -20,6 +20,7 @@ const char* status_code_name(StatusCode code) {
         case StatusCode::kDataLoss: return "malformed data";
         case StatusCode::kOutOfMemory: return "out of memory";
         case StatusCode::kUsage: return "usage";
+        case StatusCode::kDeviceError: return "device error";
     }
     return "unknown";
 }
@@ -44,6 +45,7 @@ TCA_DEFINE_STATUS_CTOR(io_error, StatusCode::kIoError)
 TCA_DEFINE_STATUS_CTOR(data_loss, StatusCode::kDataLoss)
 TCA_DEFINE_STATUS_CTOR(out_of_memory, StatusCode::kOutOfMemory)
 TCA_DEFINE_STATUS_CTOR(usage_error, StatusCode::kUsage)
+TCA_DEFINE_STATUS_CTOR(device_error, StatusCode::kDeviceError)
 #undef TCA_DEFINE_STATUS_CTOR
 
 std::string vstrformat(const char* fmt, va_list args) {

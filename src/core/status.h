@@ -19,6 +19,7 @@ enum class StatusCode {
     kDataLoss,         // malformed or truncated file
     kOutOfMemory,      // allocation failed or would exceed a limit
     kUsage,            // command-line usage error (exit code 2)
+    kDeviceError,      // an accelerator call failed (driver, launch, kernel fault)
 };
 
 const char* status_code_name(StatusCode code);
@@ -49,6 +50,7 @@ Status io_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 Status data_loss(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 Status out_of_memory(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 Status usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+Status device_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 template <class T>
 class [[nodiscard]] Result {

@@ -28,7 +28,7 @@ struct BackendName {
 #define TCA_INSTANTIATE_BACKENDS(Suite)                                                    \
     INSTANTIATE_TEST_SUITE_P(Backends, Suite,                                              \
                              ::testing::Values(::tca::test::Backend::kRef,                 \
-                                               ::tca::test::Backend::kCpu),                \
+                                               ::tca::test::kUnderTest),                \
                              ::tca::test::BackendName())
 
 // `got` (a backend's attention output) equals attention over the keys `visible` selects,

@@ -252,7 +252,7 @@ TEST(SelectionPipeline, CpuEqualsReferenceAsSets) {
         }
         if (!ok) continue;
         ++tested;
-        ASSERT_TRUE(run_selection(Backend::kCpu, in.q, in.k, n, kB, 0.5f, psi, &cpu).ok());
+        ASSERT_TRUE(run_selection(kUnderTest, in.q, in.k, n, kB, 0.5f, psi, &cpu).ok());
         for (int64_t h = 0; h < hkv; ++h) {
             EXPECT_TRUE(all_equal(cpu.keep, ref.keep, "keep")) << "seed " << seed;
             const std::set<int32_t> a(cpu.positions[h].begin(), cpu.positions[h].end());

@@ -82,7 +82,7 @@ TEST_P(KvGatherParity, CopiesExactly) {
     p.k_out = k_out.view();
     p.v_out = v_out.view();
     p.slot_pos = slot_pos.view();
-    const Status st = run(Backend::kCpu, p);
+    const Status st = run(kUnderTest, p);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_TRUE(k_out.canaries_intact("cpu k_out"));
     EXPECT_TRUE(v_out.canaries_intact("cpu v_out"));
@@ -162,7 +162,7 @@ TEST_P(BlockCompactParity, MatchesReferenceExactly) {
         }
         if (!margin_ok) continue;
         CompactState st[2];
-        const Backend backends[2] = {Backend::kRef, Backend::kCpu};
+        const Backend backends[2] = {Backend::kRef, kUnderTest};
         for (int r = 0; r < 2; ++r) {
             st[r] = CompactState{in.k.clone(), in.v.clone(), i32_buf_2d(pos, cap, -3), i32_buf(n_global),
                                  i32_buf(n_slots)};

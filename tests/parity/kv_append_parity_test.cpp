@@ -55,7 +55,7 @@ TEST_P(KvAppendParity, CopiesExactlyAfterTheLastSlot) {
         EXPECT_TRUE(s.ok()) << s.to_string();
         return r;
     };
-    Run ref = run_on(Backend::kRef), cpu = run_on(Backend::kCpu);
+    Run ref = run_on(Backend::kRef), cpu = run_on(kUnderTest);
     EXPECT_TRUE(all_equal(cpu.k, ref.k, "k_cache"));
     EXPECT_TRUE(all_equal(cpu.v, ref.v, "v_cache"));
     EXPECT_TRUE(all_equal(cpu.pos, ref.pos, "slot_pos"));
@@ -87,7 +87,7 @@ TEST(KvAppendValidation, NamesTheTensor) {
     Buf kc(DType::kF32, {2, 4, 8}), vc(DType::kF32, {2, 4, 8}), pos(DType::kI32, {2, 4});
     Buf n = i32_buf({0, 0});
     KvAppendParams p{k_new.view(), v_new.view(), kc.view(), vc.view(), pos.view(), n.view(), 0};
-    const Status s = run(Backend::kCpu, p);
+    const Status s = run(kUnderTest, p);
     EXPECT_EQ(s.message(), "kv_append: tensor k_new: expected [*, 2, 8], got [2, 3, 8] f32");
 }
 

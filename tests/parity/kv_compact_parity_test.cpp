@@ -66,7 +66,7 @@ TEST_P(KvCompactParity, EqualsTheReference) {
         EXPECT_TRUE(s.ok()) << s.to_string();
         return r;
     };
-    Run ref = run_on(Backend::kRef), cpu = run_on(Backend::kCpu);
+    Run ref = run_on(Backend::kRef), cpu = run_on(kUnderTest);
     EXPECT_TRUE(all_equal(cpu.n_global, ref.n_global, "n_global"));
     EXPECT_TRUE(all_equal(cpu.n_slots, ref.n_slots, "n_slots"));
     EXPECT_TRUE(cpu.k.canaries_intact("cpu k_cache"));

@@ -20,6 +20,7 @@
 #include "model/ggml_quants.h"
 #include "parity/parity_common.h"
 #include "reference/ref_model_ops.h"
+#include "support/device_staging.h"
 
 namespace tca::test {
 namespace {
@@ -28,17 +29,21 @@ constexpr int kB = 16, kW = 64;  // the block size and window that give the edge
 
 template <class Params>
 Status run_on(Backend b, const Params& p, Status (*ref_fn)(const Params&),
-              Status (*naive_fn)(const Params&), Status (*cpu_fn)(const Params&)) {
+              Status (*naive_fn)(const Params&), Status (*lowp_fn)(const Params&),
+              Status (*cpu_fn)(const Params&), Status (*cuda_fn)(const Params&)) {
     switch (b) {
         case Backend::kRef: return ref_fn(p);
         case Backend::kNaiveF32: return naive_fn(p);
+        case Backend::kNaiveLowp: return lowp_fn(p);
         case Backend::kCpu: return cpu_fn(p);
+        case Backend::kCuda: return cuda_fn(p);
     }
     return Status();
 }
-#define TCA_MODEL_RUN(name, Params)                                                    \
-    Status run_model(Backend b, const Params& p) {                                     \
-        return run_on<Params>(b, p, &ref::name, &ref::naive_f32::name, &cpu::name);    \
+#define TCA_MODEL_RUN(name, Params)                                                          \
+    Status run_model(Backend b, const Params& p) {                                           \
+        return run_on<Params>(b, p, &ref::name, &ref::naive_f32::name, &naive_lowp_run,      \
+                              &cpu::name, &run_staged_on_cuda);                              \
     }
 TCA_FOR_EACH_MODEL_OP(TCA_MODEL_RUN)
 #undef TCA_MODEL_RUN

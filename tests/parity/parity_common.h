@@ -41,11 +41,14 @@ struct Out3 {
         naive.fill_poison();
         cpu.fill_poison();
     }
-    Buf& of(Backend b) { return b == Backend::kRef ? ref : b == Backend::kNaiveF32 ? naive : cpu; }
+    // cpu holds the backend under test (kUnderTest: cpu, or cuda in tca_cuda_tests).
+    Buf& of(Backend b) {
+        return b == Backend::kRef ? ref : (b == Backend::kNaiveF32 || b == Backend::kNaiveLowp) ? naive : cpu;
+    }
 };
 
 inline const std::vector<Backend>& parity_backends() {
-    static const std::vector<Backend> b = {Backend::kRef, Backend::kNaiveF32, Backend::kCpu};
+    static const std::vector<Backend> b = {Backend::kRef, kNaive, kUnderTest};
     return b;
 }
 
@@ -53,7 +56,7 @@ inline const std::vector<Backend>& parity_backends() {
 inline void expect_canaries(const Out3& o, const std::string& name) {
     EXPECT_TRUE(o.ref.canaries_intact("ref " + name));
     EXPECT_TRUE(o.naive.canaries_intact("naive_f32 " + name));
-    EXPECT_TRUE(o.cpu.canaries_intact("cpu " + name));
+    EXPECT_TRUE(o.cpu.canaries_intact(std::string(backend_name(kUnderTest)) + " " + name));
 }
 
 // A float output by the FlashAttention-3 rule; the measured errors go to the table.
@@ -61,8 +64,10 @@ inline void expect_fa3(const OpCase& c, const std::string& output, const Out3& o
     const Tolerance tol = fa3_tolerance(o.naive, o.ref);
     const ErrorStats s = error_stats(o.cpu, o.ref);
     record_error(c.op + "." + output, s.max_abs, tol.naive_err, s.max_want);
-    EXPECT_TRUE(all_near(o.cpu, o.ref, tol.bound(), c.op + "." + output + " cpu vs float64"))
-        << "tolerance = 2 x naive f32 error " << tol.naive_err << " + floor " << tol.floor;
+    EXPECT_TRUE(all_near(o.cpu, o.ref, tol.bound(),
+                         c.op + "." + output + " " + backend_name(kUnderTest) + " vs float64"))
+        << "tolerance = 2 x " << backend_name(kNaive) << " error " << tol.naive_err << " + floor "
+        << tol.floor;
 }
 
 }  // namespace tca::test

@@ -191,7 +191,7 @@ TEST_P(BlockBudgetParity, MatchesReferenceExactly) {
     }
     Buf psi = i32_buf_2d(make_psis(c, nb), nb, 0);
     Out3 keep(DType::kI32, {c.hkv, nb});
-    for (Backend be : {Backend::kRef, Backend::kCpu}) {
+    for (Backend be : {Backend::kRef, kUnderTest}) {
         BlockBudgetParams p;
         p.block_score = hs.view();
         p.psi = psi.view();
@@ -238,7 +238,7 @@ TEST_P(TokenSelectParity, MatchesReferenceExactly) {
         keep.set(i, r == 0 ? 0 : r == 1 ? c.b : r == 2 ? 1 : static_cast<double>(rng.below(static_cast<uint64_t>(c.b) + 1)));
     }
     Out3 sel(DType::kI32, {c.hkv, nb * c.b}), n(DType::kI32, {c.hkv});
-    for (Backend be : {Backend::kRef, Backend::kCpu}) {
+    for (Backend be : {Backend::kRef, kUnderTest}) {
         TokenSelectParams p;
         p.scores = scores.view();
         p.keep = keep.view();

@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_ops.h"
 #include "core/dtype.h"
 #include "reference/ref_ops.h"
+#include "support/device_staging.h"
 
 namespace tca::test {
 
@@ -23,21 +24,23 @@ const char* backend_name(Backend b) {
     switch (b) {
         case Backend::kRef: return "ref";
         case Backend::kNaiveF32: return "naive_f32";
+        case Backend::kNaiveLowp: return "naive_lowp";
         case Backend::kCpu: return "cpu";
+        case Backend::kCuda: return "cuda";
     }
     return "?";
 }
 
-std::vector<Backend> tested_backends() { return {Backend::kRef, Backend::kCpu}; }
-
-#define TCA_TEST_DEFINE_RUN(name, Params)                       \
-    Status run(Backend backend, const Params& p) {              \
-        switch (backend) {                                      \
-            case Backend::kRef: return ref::name(p);            \
+#define TCA_TEST_DEFINE_RUN(name, Params)                            \
+    Status run(Backend backend, const Params& p) {                   \
+        switch (backend) {                                           \
+            case Backend::kRef: return ref::name(p);                 \
             case Backend::kNaiveF32: return ref::naive_f32::name(p); \
-            case Backend::kCpu: return cpu::name(p);            \
-        }                                                       \
-        return Status();                                        \
+            case Backend::kNaiveLowp: return naive_lowp_run(p);      \
+            case Backend::kCpu: return cpu::name(p);                 \
+            case Backend::kCuda: return run_staged_on_cuda(p);       \
+        }                                                            \
+        return Status();                                             \
     }
 TCA_FOR_EACH_OP(TCA_TEST_DEFINE_RUN)
 #undef TCA_TEST_DEFINE_RUN

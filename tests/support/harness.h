@@ -22,11 +22,22 @@ namespace tca::test {
 // ---- Backends -------------------------------------------------------------------------------
 
 // kRef: the float64 oracle (tca::ref); kNaiveF32: the same loops in float32 (only sizes
-// tolerances); kCpu: the CPU backend under test.
-enum class Backend { kRef, kNaiveF32, kCpu };
+// tolerances); kNaiveLowp: the naive loops with the CUDA tensor-core roundings (q, K, V and P
+// to bf16, or f16 for f16 K/V; tca::ref::naive_lowp) for attention_dense and sparse_prefill,
+// naive_f32 for every other op; kCpu / kCuda: the backends under test.
+enum class Backend { kRef, kNaiveF32, kNaiveLowp, kCpu, kCuda };
 const char* backend_name(Backend b);
-// The backends the invariant suite runs on (ref and cpu).
-std::vector<Backend> tested_backends();
+
+// The backend a test executable checks: the CPU in tca_{parity,invariant,...}_tests, CUDA in
+// tca_cuda_tests (built from the same sources with TCA_TEST_CUDA=1), and the naive twin that
+// sizes its tolerances (docs/numerics.md).
+#ifndef TCA_TEST_CUDA
+#define TCA_TEST_CUDA 0
+#endif
+inline constexpr Backend kUnderTest = TCA_TEST_CUDA ? Backend::kCuda : Backend::kCpu;
+inline constexpr Backend kNaive = TCA_TEST_CUDA ? Backend::kNaiveLowp : Backend::kNaiveF32;
+// The backends the invariant suite runs on (ref and the backend under test).
+inline std::vector<Backend> tested_backends() { return {Backend::kRef, kUnderTest}; }
 
 #define TCA_TEST_DECLARE_RUN(name, Params) Status run(Backend backend, const Params& p);
 TCA_FOR_EACH_OP(TCA_TEST_DECLARE_RUN)

@@ -1,0 +1,24 @@
+// The CUDA backend's ops (src/backend/cuda): same Params and validation as every backend
+// (backend/ops.h), called through ops::<op>(Device::kCuda, p). Plain C++: no CUDA header here.
+//
+// Memory: every TensorView / MatrixView passed to a CUDA op points to device memory
+// (cuda_runtime.h allocates it), except EmbedParams::ids and RopeParams::positions, which stay
+// in host memory on every device (the op uploads them; validation reads them on the host).
+//
+// Numerics (docs/numerics.md, "CUDA"): attention_dense and sparse_prefill run on bf16 tensor
+// cores (q, K, V and the probabilities P rounded to bf16, or to f16 when K/V are stored as f16;
+// f32 accumulation and softmax); every other op computes in f32 like the CPU backend.
+// All ops are asynchronous on the backend's stream (cuda::stream()); errors of a launch are
+// returned, errors inside a kernel surface at the next synchronize().
+#pragma once
+
+#include "backend/ops.h"
+
+namespace tca::cuda {
+
+#define TCA_CUDA_DECLARE_OP(name, Params) Status name(const Params& p);
+TCA_FOR_EACH_OP(TCA_CUDA_DECLARE_OP)
+TCA_FOR_EACH_MODEL_OP(TCA_CUDA_DECLARE_OP)
+#undef TCA_CUDA_DECLARE_OP
+
+}  // namespace tca::cuda

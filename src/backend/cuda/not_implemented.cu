@@ -1,0 +1,33 @@
+// CUDA ops that have no kernel yet: each returns a one-line "unsupported" error through the
+// dispatch. A kernel file that implements an op removes its line here.
+#include "backend/cuda/cuda_ops.h"
+
+namespace tca::cuda {
+
+#define TCA_CUDA_NOT_IMPLEMENTED(name, Params)                                         \
+    Status name(const Params& p) {                                                     \
+        TCA_RETURN_IF_ERROR(validate(p));                                              \
+        return unsupported(#name ": not implemented on the cuda device yet");          \
+    }
+
+TCA_CUDA_NOT_IMPLEMENTED(attention_dense, AttentionDenseParams)
+TCA_CUDA_NOT_IMPLEMENTED(token_importance, TokenImportanceParams)
+TCA_CUDA_NOT_IMPLEMENTED(block_score, BlockScoreParams)
+TCA_CUDA_NOT_IMPLEMENTED(block_budget, BlockBudgetParams)
+TCA_CUDA_NOT_IMPLEMENTED(token_select, TokenSelectParams)
+TCA_CUDA_NOT_IMPLEMENTED(kv_gather, KvGatherParams)
+TCA_CUDA_NOT_IMPLEMENTED(sparse_prefill, SparsePrefillParams)
+TCA_CUDA_NOT_IMPLEMENTED(decode_attention, DecodeAttentionParams)
+TCA_CUDA_NOT_IMPLEMENTED(block_compact, BlockCompactParams)
+TCA_CUDA_NOT_IMPLEMENTED(kv_append, KvAppendParams)
+TCA_CUDA_NOT_IMPLEMENTED(kv_compact, KvCompactParams)
+TCA_CUDA_NOT_IMPLEMENTED(matmul, MatmulParams)
+TCA_CUDA_NOT_IMPLEMENTED(rms_norm, RmsNormParams)
+TCA_CUDA_NOT_IMPLEMENTED(rope, RopeParams)
+TCA_CUDA_NOT_IMPLEMENTED(swiglu, SwigluParams)
+TCA_CUDA_NOT_IMPLEMENTED(embed, EmbedParams)
+TCA_CUDA_NOT_IMPLEMENTED(add, AddParams)
+
+#undef TCA_CUDA_NOT_IMPLEMENTED
+
+}  // namespace tca::cuda
