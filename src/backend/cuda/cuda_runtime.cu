@@ -113,6 +113,21 @@ Status fill_bytes(void* dst, int byte, size_t bytes) {
     return Status();
 }
 
+Result<void*> scratch(size_t bytes, int slot) {
+    TCA_ASSERT(slot >= 0 && slot < kScratchSlots, "scratch slot %d", slot);
+    static std::mutex mu;
+    static DeviceBuffer bufs[kScratchSlots];
+    std::lock_guard<std::mutex> lock(mu);
+    DeviceBuffer& b = bufs[slot];
+    if (b.bytes() < bytes) {
+        // The old buffer may still be read by queued work: wait before freeing it.
+        TCA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(cu_stream()));
+        b = DeviceBuffer();
+        TCA_ASSIGN_OR_RETURN(b, DeviceBuffer::allocate(bytes + bytes / 4));
+    }
+    return b.get();
+}
+
 Result<DeviceBuffer> DeviceBuffer::allocate(size_t bytes) {
     TCA_ASSIGN_OR_RETURN(void* p, device_malloc(bytes));
     DeviceBuffer b;

@@ -40,6 +40,12 @@ Status copy_to_host(void* dst, const void* src, size_t bytes);
 Status copy_on_device(void* dst, const void* src, size_t bytes);
 Status fill_bytes(void* dst, int byte, size_t bytes);
 
+// Scratch memory for ops: a persistent device buffer per slot (0..kScratchSlots-1) that grows
+// to the largest size asked and lives until exit. Safe to reuse between ops because every op
+// runs on the one stream; an op that needs two scratch buffers at once uses two slots.
+inline constexpr int kScratchSlots = 8;
+Result<void*> scratch(size_t bytes, int slot = 0);
+
 // An owning device allocation (moves only).
 class DeviceBuffer {
 public:
