@@ -166,7 +166,9 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         const TensorView q_heads = as_head_tokens(st.q, n, c.n_head, hd);
         TCA_RETURN_IF_ERROR(attention.run(device, l, q_heads, k3, as_token_heads(st.v, n, c.n_head_kv, hd),
                                           kv, pos0, prompt_end, as_head_tokens(st.att, n, c.n_head, hd)));
-        if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0));
+        if (observer && *observer) {
+            TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, as_head_tokens(st.att, n, c.n_head, hd)));
+        }
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj, act}));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
         // MLP block.

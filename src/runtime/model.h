@@ -69,10 +69,11 @@ struct RunState {
 };
 
 // Called after each layer's attention with that layer's RoPE'd queries of the batch
-// (q [n_head, n, head_dim] f32, strided view) and its KV cache (which holds the batch's keys):
-// calibration and diagnostics read attention statistics here.
-using LayerObserver =
-    std::function<Status(int64_t layer, const TensorView& q, const KvLayer& kv, int64_t pos0)>;
+// (q [n_head, n, head_dim] f32, strided view), its KV cache (which holds the batch's keys, after
+// any compaction the policy did in this step) and the attention output (out [n_head, n,
+// head_dim] f32): calibration and diagnostics read attention statistics here.
+using LayerObserver = std::function<Status(int64_t layer, const TensorView& q, const KvLayer& kv,
+                                           int64_t pos0, const TensorView& out)>;
 
 // Evaluates ids (n <= state.max_batch) at positions pos0 .. pos0 + n - 1: adds their K/V to
 // the cache and leaves logits in state.logits (row t for token t when state.all_logits,

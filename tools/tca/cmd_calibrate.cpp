@@ -115,7 +115,7 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     std::vector<std::vector<HeadCalibration>> result(static_cast<size_t>(c.n_layer));
     Progress progress("calibrate", c.n_layer, 0.5);
     const LayerObserver observer = [&](int64_t layer, const TensorView& q, const KvLayer& kv,
-                                       int64_t pos0) -> Status {
+                                       int64_t pos0, const TensorView&) -> Status {
         if (pos0 != 0 || q.shape[1] != n) {
             return invalid_argument("calibration needs all %lld tokens in one forward call, got "
                                     "%lld at position %lld", static_cast<long long>(n),
