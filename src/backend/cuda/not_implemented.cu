@@ -10,13 +10,11 @@ namespace tca::cuda {
         return unsupported(#name ": not implemented on the cuda device yet");          \
     }
 
-TCA_CUDA_NOT_IMPLEMENTED(attention_dense, AttentionDenseParams)
 TCA_CUDA_NOT_IMPLEMENTED(token_importance, TokenImportanceParams)
 TCA_CUDA_NOT_IMPLEMENTED(block_score, BlockScoreParams)
 TCA_CUDA_NOT_IMPLEMENTED(block_budget, BlockBudgetParams)
 TCA_CUDA_NOT_IMPLEMENTED(token_select, TokenSelectParams)
 TCA_CUDA_NOT_IMPLEMENTED(kv_gather, KvGatherParams)
-TCA_CUDA_NOT_IMPLEMENTED(sparse_prefill, SparsePrefillParams)
 TCA_CUDA_NOT_IMPLEMENTED(decode_attention, DecodeAttentionParams)
 TCA_CUDA_NOT_IMPLEMENTED(block_compact, BlockCompactParams)
 TCA_CUDA_NOT_IMPLEMENTED(kv_append, KvAppendParams)
