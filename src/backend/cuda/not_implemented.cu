@@ -15,12 +15,6 @@ TCA_CUDA_NOT_IMPLEMENTED(block_score, BlockScoreParams)
 TCA_CUDA_NOT_IMPLEMENTED(block_budget, BlockBudgetParams)
 TCA_CUDA_NOT_IMPLEMENTED(token_select, TokenSelectParams)
 TCA_CUDA_NOT_IMPLEMENTED(kv_gather, KvGatherParams)
-TCA_CUDA_NOT_IMPLEMENTED(matmul, MatmulParams)
-TCA_CUDA_NOT_IMPLEMENTED(rms_norm, RmsNormParams)
-TCA_CUDA_NOT_IMPLEMENTED(rope, RopeParams)
-TCA_CUDA_NOT_IMPLEMENTED(swiglu, SwigluParams)
-TCA_CUDA_NOT_IMPLEMENTED(embed, EmbedParams)
-TCA_CUDA_NOT_IMPLEMENTED(add, AddParams)
 
 #undef TCA_CUDA_NOT_IMPLEMENTED
 

@@ -1,0 +1,215 @@
+// matmul on the CUDA device: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) through cuBLAS, f32
+// accumulation and f32 output; matches ref::matmul within the FlashAttention-3 rule, sized by
+// its naive f32 twin with the same MatmulActivations (docs/numerics.md).
+//
+// Weights are F32, F16 or BF16 in device memory (ggml layout: n_out rows of n_in elements);
+// quantized types return "unsupported" (the GPU engine dequantizes them at load).
+//  - kWeightDotType with F16/BF16 weights (the engine's default): x is rounded to f16/bf16
+//    (nearest even, bit-identical with the CPU path and ggml) into scratch slot 0, then
+//    cublasGemmEx on 16-bit inputs with CUBLAS_COMPUTE_32F (tensor cores; the products of two
+//    16-bit values are exact in f32, so this is the naive twin's math in another sum order).
+//  - kF32, or F32 weights: an f32 GEMM with CUBLAS_COMPUTE_32F under CUBLAS_DEFAULT_MATH, which
+//    never uses TF32 (TF32 needs CUBLAS_TF32_TENSOR_OP_MATH or CUBLAS_COMPUTE_32F_FAST_TF32,
+//    neither is used here). F16/BF16 weights in this mode are widened to f32 in scratch slot 1
+//    on every call: exact but slow (n_out * n_in * 4 bytes written and read again); the engine
+//    uses it only for accuracy studies.
+// Row-major to cuBLAS column-major: y^T (n_out x n_tokens, ld = y's row stride) =
+// op(W) x^T with W seen as the column-major n_in x n_out matrix (lda = n_in) and op = T, and
+// x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias is added by a
+// small kernel after the GEMM (the reference adds it after the sum too).
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <climits>
+#include <mutex>
+
+#include "backend/cuda/cuda_check.cuh"
+#include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/cuda_runtime.h"
+
+namespace tca::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+Status cublas_status(cublasStatus_t s, const char* what) {
+    if (s == CUBLAS_STATUS_SUCCESS) return Status();
+    return device_error("cuda: cuBLAS %s failed: %s (%s)", what, cublasGetStatusName(s),
+                        cublasGetStatusString(s));
+}
+
+// The handle runs on the backend's stream; CUBLAS_DEFAULT_MATH keeps f32 GEMMs in full f32 (no
+// TF32) while 16-bit inputs still use tensor cores with f32 accumulation.
+Status configure(cublasHandle_t h) {
+    TCA_RETURN_IF_ERROR(cublas_status(cublasSetStream(h, cu_stream()), "cublasSetStream"));
+    return cublas_status(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+}
+
+// The process's cuBLAS handle, bound to the backend's stream, created on first use and kept
+// until exit (destroying it from a static destructor could run after the CUDA runtime's own
+// teardown).
+Result<cublasHandle_t> cublas_handle() {
+    static std::mutex mu;
+    static cublasHandle_t handle = nullptr;
+    std::lock_guard<std::mutex> lock(mu);
+    if (handle == nullptr) {
+        cublasHandle_t h = nullptr;
+        TCA_RETURN_IF_ERROR(cublas_status(cublasCreate(&h), "cublasCreate"));
+        const Status s = configure(h);
+        if (!s.ok()) {
+            cublasDestroy(h);
+            return s;
+        }
+        handle = h;
+    }
+    return handle;
+}
+
+// A 2-d launch over [n_rows, n_cols]: blockIdx.y walks rows, x-threads walk columns; both loop
+// when the grid is capped.
+dim3 rows_grid(int64_t n_rows, int64_t n_cols) {
+    const int64_t gx = std::min<int64_t>((n_cols + kThreads - 1) / kThreads, 1024);
+    const int64_t gy = std::min<int64_t>(n_rows, 65535);
+    return dim3(static_cast<unsigned>(std::max<int64_t>(gx, 1)), static_cast<unsigned>(gy));
+}
+
+__device__ inline void store_as(float* p, float v) { *p = v; }
+__device__ inline void store_as(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ inline void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+__device__ inline float widen(__half v) { return __half2float(v); }
+__device__ inline float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// out[r, c] = T(x[r * x_ld + c]) rounded to nearest even; out rows packed (row stride n_cols).
+template <class T>
+__global__ void pack_rows_kernel(const float* __restrict__ x, int64_t x_ld, int64_t n_rows,
+                                 int64_t n_cols, T* __restrict__ out) {
+    for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
+        for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n_cols;
+             c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+            store_as(out + r * n_cols + c, x[r * x_ld + c]);
+        }
+    }
+}
+
+// out[e] = float(w[e]) for the n packed 16-bit weights (exact).
+template <class T>
+__global__ void widen_kernel(const T* __restrict__ w, int64_t n, float* __restrict__ out) {
+    for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+         e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        out[e] = widen(w[e]);
+    }
+}
+
+// y[r, c] += bias[c].
+__global__ void add_bias_kernel(float* __restrict__ y, int64_t y_ld, int64_t n_rows,
+                                int64_t n_cols, const float* __restrict__ bias,
+                                int64_t bias_stride) {
+    for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
+        for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n_cols;
+             c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+            y[r * y_ld + c] += bias[c * bias_stride];
+        }
+    }
+}
+
+template <class T>
+Status pack_rows(const TensorView& x, int64_t n_rows, int64_t n_cols, T* out) {
+    pack_rows_kernel<T><<<rows_grid(n_rows, n_cols), kThreads, 0, cu_stream()>>>(
+        x.ptr<const float>(), x.stride[0], n_rows, n_cols, out);
+    return launch_status("matmul: pack_rows_kernel");
+}
+
+template <class T>
+Status widen_weights(const void* w, int64_t n, float* out) {
+    const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 4096);
+    widen_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, cu_stream()>>>(
+        static_cast<const T*>(w), n, out);
+    return launch_status("matmul: widen_kernel");
+}
+
+}  // namespace
+
+Status matmul(const MatmulParams& p) {
+    TCA_RETURN_IF_ERROR(validate(p));
+    const GgmlType wt = p.w.type;
+    if (wt != GgmlType::kF32 && wt != GgmlType::kF16 && wt != GgmlType::kBF16) {
+        return unsupported("matmul: weight type %s is not supported on the cuda device (F32, F16 "
+                           "and BF16 are; the GPU engine dequantizes at load)",
+                           ggml_type_name(wt));
+    }
+    const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols, n_out = p.w.n_rows;
+    if (n_tokens == 0) return Status();
+    if (n_tokens > INT_MAX || n_in > INT_MAX || n_out > INT_MAX) {
+        return unsupported("matmul: [%lld tokens, %lld in, %lld out] exceeds cuBLAS's 32-bit "
+                           "dimensions on the cuda device", static_cast<long long>(n_tokens),
+                           static_cast<long long>(n_in), static_cast<long long>(n_out));
+    }
+    // y^T's leading dimension: the row stride (any value when there is one row).
+    const int64_t ldc = n_tokens == 1 ? n_out : p.y.stride[0];
+    if (ldc < n_out || ldc > INT_MAX) {
+        return unsupported("matmul: y row stride %lld is not supported on the cuda device (needs "
+                           "n_out = %lld <= stride < 2^31)", static_cast<long long>(p.y.stride[0]),
+                           static_cast<long long>(n_out));
+    }
+
+    const bool half_w = wt != GgmlType::kF32;
+    const bool native = p.act == MatmulActivations::kWeightDotType && half_w;
+    const void* a = p.w.data;
+    cudaDataType a_type = CUDA_R_32F;
+    const void* b = p.x.data;
+    cudaDataType b_type = CUDA_R_32F;
+    int64_t ldb = n_tokens == 1 ? n_in : p.x.stride[0];
+    if (native) {
+        // Activations in the weight's dot type (ops.h): rows rounded to f16/bf16, packed.
+        TCA_ASSIGN_OR_RETURN(void* xs, scratch(static_cast<size_t>(n_tokens * n_in) * 2, 0));
+        if (wt == GgmlType::kF16) {
+            TCA_RETURN_IF_ERROR(pack_rows(p.x, n_tokens, n_in, static_cast<__half*>(xs)));
+            a_type = b_type = CUDA_R_16F;
+        } else {
+            TCA_RETURN_IF_ERROR(pack_rows(p.x, n_tokens, n_in, static_cast<__nv_bfloat16*>(xs)));
+            a_type = b_type = CUDA_R_16BF;
+        }
+        b = xs;
+        ldb = n_in;
+    } else {
+        if (ldb < n_in || ldb > INT_MAX) {
+            // Overlapping or huge row strides: pack the rows first (f32, exact).
+            TCA_ASSIGN_OR_RETURN(void* xs, scratch(static_cast<size_t>(n_tokens * n_in) * 4, 0));
+            TCA_RETURN_IF_ERROR(pack_rows(p.x, n_tokens, n_in, static_cast<float*>(xs)));
+            b = xs;
+            ldb = n_in;
+        }
+        if (half_w) {
+            // kF32 activations with 16-bit weights: widen the weights (exact, slow; see header).
+            TCA_ASSIGN_OR_RETURN(void* ws, scratch(static_cast<size_t>(n_out * n_in) * 4, 1));
+            if (wt == GgmlType::kF16) {
+                TCA_RETURN_IF_ERROR(widen_weights<__half>(p.w.data, n_out * n_in, static_cast<float*>(ws)));
+            } else {
+                TCA_RETURN_IF_ERROR(
+                    widen_weights<__nv_bfloat16>(p.w.data, n_out * n_in, static_cast<float*>(ws)));
+            }
+            a = ws;
+        }
+    }
+
+    TCA_ASSIGN_OR_RETURN(cublasHandle_t handle, cublas_handle());
+    const float alpha = 1.0f, beta = 0.0f;
+    TCA_RETURN_IF_ERROR(cublas_status(
+        cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out),
+                     static_cast<int>(n_tokens), static_cast<int>(n_in), &alpha, a, a_type,
+                     static_cast<int>(n_in), b, b_type, static_cast<int>(ldb), &beta, p.y.data,
+                     CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx (matmul)"));
+
+    if (!p.bias.empty()) {
+        add_bias_kernel<<<rows_grid(n_tokens, n_out), kThreads, 0, cu_stream()>>>(
+            p.y.ptr<float>(), ldc, n_tokens, n_out, p.bias.ptr<const float>(), p.bias.stride[0]);
+        TCA_RETURN_IF_ERROR(launch_status("matmul: add_bias_kernel"));
+    }
+    return Status();
+}
+
+}  // namespace tca::cuda
