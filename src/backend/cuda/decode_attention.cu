@@ -277,10 +277,40 @@ int sm_count_cached() {
     return n;
 }
 
+// Picks the number of chunks (one full wave of resident CTAs: the chunks split the visible
+// n_slots evenly on the device, so every CTA of the wave has the same work), sets up the
+// partials and launches the partial kernel, then the combine kernel when split.
 template <int LPR, int R, Kv T>
-Status launch_partial(const DecodeArgs& a, dim3 grid) {
+Status launch_partial(DecodeArgs a, dim3 grid) {
+    static const int blocks_per_sm = [] {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_partial_kernel<LPR, R, T>, kThreads, 0) !=
+                cudaSuccess || n < 1) {
+            (void)cudaGetLastError();
+            return 2;
+        }
+        return n;
+    }();
+    const int64_t hkv = grid.z, n_tiles = grid.y, rows = a.rows, d = a.d;
+    const int64_t target = static_cast<int64_t>(sm_count_cached()) * blocks_per_sm;
+    int64_t n_chunks = (target + hkv * n_tiles - 1) / (hkv * n_tiles);
+    n_chunks = std::min<int64_t>(n_chunks, (a.cap + kMinSlotsPerChunk - 1) / kMinSlotsPerChunk);
+    n_chunks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, 1024));
+    grid.x = static_cast<unsigned>(n_chunks);
+    if (n_chunks > 1) {
+        const size_t n_part = static_cast<size_t>(hkv * rows * n_chunks);
+        TCA_ASSIGN_OR_RETURN(void* buf, scratch(n_part * static_cast<size_t>(d + 2) * sizeof(float), 0));
+        a.part_acc = static_cast<float*>(buf);
+        a.part_ml = a.part_acc + n_part * static_cast<size_t>(d);
+    }
     decode_partial_kernel<LPR, R, T><<<grid, kThreads, 0, cu_stream()>>>(a);
-    return launch_status("decode_attention partial kernel");
+    TCA_RETURN_IF_ERROR(launch_status("decode_attention partial kernel"));
+    if (n_chunks > 1) {
+        decode_combine_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(hkv)), 128, 0,
+                                cu_stream()>>>(a);
+        TCA_RETURN_IF_ERROR(launch_status("decode_attention combine kernel"));
+    }
+    return Status();
 }
 
 template <int LPR, int R>
@@ -324,13 +354,6 @@ Status decode_attention(const DecodeAttentionParams& p) {
     const int64_t n_tiles = (rows + r - 1) / r;
     if (n_tiles > 65535) return unsupported("decode_attention: %lld query rows per KV head", static_cast<long long>(rows));
 
-    // Chunks: fill the GPU with about 4 CTAs per SM (the chunks split the visible n_slots on
-    // the device), never more than needed for cap, and keep the partials small.
-    const int64_t target = static_cast<int64_t>(sm_count_cached()) * 4;
-    int64_t n_chunks = (target + hkv * n_tiles - 1) / (hkv * n_tiles);
-    n_chunks = std::min<int64_t>(n_chunks, std::max<int64_t>(1, (cap + kMinSlotsPerChunk - 1) / kMinSlotsPerChunk));
-    n_chunks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, 1024));
-
     DecodeArgs a{};
     a.q = p.q.ptr<float>();
     a.q_s0 = p.q.stride[0];
@@ -355,18 +378,9 @@ Status decode_attention(const DecodeAttentionParams& p) {
     a.g = static_cast<int>(g);
     a.rows = static_cast<int>(rows);
     a.cap = static_cast<int>(cap);
-    a.n_chunks = static_cast<int>(n_chunks);
     a.vec_k = kvc::aligned16(p.k_cache.data, p.k_cache.stride[0], p.k_cache.stride[1], es);
     a.vec_v = kvc::aligned16(p.v_cache.data, p.v_cache.stride[0], p.v_cache.stride[1], es);
-    if (n_chunks > 1) {
-        const size_t n_part = static_cast<size_t>(hkv * rows * n_chunks);
-        TCA_ASSIGN_OR_RETURN(void* buf, scratch(n_part * static_cast<size_t>(d + 2) * sizeof(float), 0));
-        a.part_acc = static_cast<float*>(buf);
-        a.part_ml = a.part_acc + n_part * static_cast<size_t>(d);
-    }
-
-    const dim3 grid(static_cast<unsigned>(n_chunks), static_cast<unsigned>(n_tiles),
-                    static_cast<unsigned>(hkv));
+    const dim3 grid(1, static_cast<unsigned>(n_tiles), static_cast<unsigned>(hkv));  // x: launch_partial
     const int64_t nch = d / 8;  // 8-element chunks per row: 1..32
     const auto launch = [&]() -> Status {
         if (nch <= 4) return dispatch_rows<4>(a, grid, r, p.k_cache.dtype);
@@ -374,13 +388,7 @@ Status decode_attention(const DecodeAttentionParams& p) {
         if (nch <= 16) return dispatch_rows<16>(a, grid, r, p.k_cache.dtype);
         return dispatch_rows<32>(a, grid, r, p.k_cache.dtype);
     };
-    TCA_RETURN_IF_ERROR(launch());
-    if (n_chunks > 1) {
-        decode_combine_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(hkv)), 128, 0,
-                                cu_stream()>>>(a);
-        TCA_RETURN_IF_ERROR(launch_status("decode_attention combine kernel"));
-    }
-    return Status();
+    return launch();
 }
 
 }  // namespace tca::cuda
