@@ -10,12 +10,6 @@ namespace tca::cuda {
         return unsupported(#name ": not implemented on the cuda device yet");          \
     }
 
-TCA_CUDA_NOT_IMPLEMENTED(token_importance, TokenImportanceParams)
-TCA_CUDA_NOT_IMPLEMENTED(block_score, BlockScoreParams)
-TCA_CUDA_NOT_IMPLEMENTED(block_budget, BlockBudgetParams)
-TCA_CUDA_NOT_IMPLEMENTED(token_select, TokenSelectParams)
-TCA_CUDA_NOT_IMPLEMENTED(kv_gather, KvGatherParams)
-
 #undef TCA_CUDA_NOT_IMPLEMENTED
 
 }  // namespace tca::cuda
