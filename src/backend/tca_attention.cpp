@@ -2,6 +2,7 @@
 #include "backend/tca_attention.h"
 
 #include <chrono>
+#include <new>
 
 #include "core/strings.h"
 
@@ -42,6 +43,42 @@ TcaPrefillWorkspace::TcaPrefillWorkspace(int64_t n_kv_heads, int64_t max_tokens,
       k_global(kv_dtype, {n_kv_heads, max_blocks * options.block_size, head_dim}),
       v_global(kv_dtype, {n_kv_heads, max_blocks * options.block_size, head_dim}),
       global_pos(DType::kI32, {n_kv_heads, max_blocks * options.block_size}) {}
+
+Result<std::unique_ptr<TcaPrefillWorkspace>> TcaPrefillWorkspace::create(
+    const MemorySpace& space, int64_t n_kv_heads, int64_t max_tokens, int64_t head_dim,
+    DType kv_dtype, const SparseOptions& options) {
+    if (space.is_host()) {
+        try {
+            return std::make_unique<TcaPrefillWorkspace>(n_kv_heads, max_tokens, head_dim, kv_dtype, options);
+        } catch (const std::bad_alloc&) {
+            return out_of_memory("tca prefill workspace for %lld tokens does not fit in memory",
+                                 static_cast<long long>(max_tokens));
+        }
+    }
+    std::unique_ptr<TcaPrefillWorkspace> ws(new (std::nothrow) TcaPrefillWorkspace());
+    if (!ws) return out_of_memory("tca prefill workspace: cannot allocate");
+    ws->opt = options;
+    const int64_t mb = n_candidate_blocks(max_tokens, options.local_window, options.block_size);
+    const int64_t cap = mb * options.block_size;
+    ws->max_blocks = mb;
+    TCA_ASSIGN_OR_RETURN(ws->scores, DeviceTensor::create(space, DType::kF32, {n_kv_heads, max_tokens}));
+    TCA_ASSIGN_OR_RETURN(ws->mass, DeviceTensor::create(space, DType::kF32, {n_kv_heads, mb}));
+    TCA_ASSIGN_OR_RETURN(ws->hhi, DeviceTensor::create(space, DType::kF32, {n_kv_heads, mb}));
+    TCA_ASSIGN_OR_RETURN(ws->block_score, DeviceTensor::create(space, DType::kF32, {n_kv_heads, mb}));
+    TCA_ASSIGN_OR_RETURN(ws->psi, DeviceTensor::create(space, DType::kI32, {n_kv_heads, mb}));
+    TCA_ASSIGN_OR_RETURN(ws->keep, DeviceTensor::create(space, DType::kI32, {n_kv_heads, mb}));
+    TCA_ASSIGN_OR_RETURN(ws->selected, DeviceTensor::create(space, DType::kI32, {n_kv_heads, cap}));
+    TCA_ASSIGN_OR_RETURN(ws->n_selected, DeviceTensor::create(space, DType::kI32, {n_kv_heads}));
+    TCA_ASSIGN_OR_RETURN(ws->k_global, DeviceTensor::create(space, kv_dtype, {n_kv_heads, cap, head_dim}));
+    TCA_ASSIGN_OR_RETURN(ws->v_global, DeviceTensor::create(space, kv_dtype, {n_kv_heads, cap, head_dim}));
+    TCA_ASSIGN_OR_RETURN(ws->global_pos, DeviceTensor::create(space, DType::kI32, {n_kv_heads, cap}));
+    try {
+        ws->psi_host = HostTensor(DType::kI32, {n_kv_heads, mb});
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("tca prefill workspace: cannot allocate the host Psi buffer");
+    }
+    return ws;
+}
 
 size_t TcaPrefillWorkspace::nbytes() const {
     return scores.nbytes() + mass.nbytes() + hhi.nbytes() + block_score.nbytes() + psi.nbytes() +
@@ -106,12 +143,16 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     {
         StageClock clock(&t.budget_ms);
         const TensorView psi = slice(ws.psi.view(), 1, 0, n);
+        // Built on the host: in the workspace itself, or in psi_host and uploaded (device).
+        const bool host = ws.psi.on_host();
+        int32_t* psi_rows = host ? ws.psi.data<int32_t>() : ws.psi_host.data<int32_t>();
         for (int64_t h = 0; h < hkv; ++h) {
             TCA_ASSIGN_OR_RETURN(std::vector<int32_t> list,
                                  make_psi(configs[static_cast<size_t>(h)].p, n, opt.block_size));
-            int32_t* row = psi.ptr<int32_t>() + h * psi.stride[0];
+            int32_t* row = psi_rows + h * psi.stride[0];
             for (int64_t j = 0; j < n; ++j) row[j] = list[static_cast<size_t>(j)];
         }
+        if (!host) TCA_RETURN_IF_ERROR(ws.psi.upload(psi_rows, static_cast<size_t>(hkv * psi.stride[0]) * sizeof(int32_t)));
         BlockBudgetParams bb{block_score, psi, keep, opt.block_size};
         TCA_RETURN_IF_ERROR(ops::block_budget(device, bb));
     }

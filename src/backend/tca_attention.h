@@ -5,9 +5,11 @@
 // measurement (target P2).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "backend/ops.h"
+#include "core/device_tensor.h"
 #include "core/host_tensor.h"
 #include "sparse/head_budgets.h"
 
@@ -22,26 +24,36 @@ struct TcaStageTimings {
     double total_ms() const { return selection_ms() + attend_ms; }
 };
 
-// Host buffers for one layer's TCA prefill with up to max_tokens tokens.
+// Buffers for one layer's TCA prefill with up to max_tokens tokens, in the memory of the
+// device the pipeline runs on (host buffers from the constructor).
 class TcaPrefillWorkspace {
 public:
     TcaPrefillWorkspace(int64_t n_kv_heads, int64_t max_tokens, int64_t head_dim, DType kv_dtype,
                         const SparseOptions& opt);
+    // In `space`; the error names the size that did not fit.
+    static Result<std::unique_ptr<TcaPrefillWorkspace>> create(const MemorySpace& space,
+                                                               int64_t n_kv_heads, int64_t max_tokens,
+                                                               int64_t head_dim, DType kv_dtype,
+                                                               const SparseOptions& opt);
     size_t nbytes() const;
 
     SparseOptions opt;
     int64_t max_blocks = 0;
-    HostTensor scores;      // [n_kv_heads, max_tokens] f32
-    HostTensor mass;        // [n_kv_heads, max_blocks] f32
-    HostTensor hhi;         // [n_kv_heads, max_blocks] f32
-    HostTensor block_score; // [n_kv_heads, max_blocks] f32
-    HostTensor psi;         // [n_kv_heads, max_blocks] i32
-    HostTensor keep;        // [n_kv_heads, max_blocks] i32
-    HostTensor selected;    // [n_kv_heads, max_blocks * b] i32 positions
-    HostTensor n_selected;  // [n_kv_heads] i32
-    HostTensor k_global;    // [n_kv_heads, max_blocks * b, head_dim] kv dtype
-    HostTensor v_global;    // [n_kv_heads, max_blocks * b, head_dim]
-    HostTensor global_pos;  // [n_kv_heads, max_blocks * b] i32
+    DeviceTensor scores;      // [n_kv_heads, max_tokens] f32
+    DeviceTensor mass;        // [n_kv_heads, max_blocks] f32
+    DeviceTensor hhi;         // [n_kv_heads, max_blocks] f32
+    DeviceTensor block_score; // [n_kv_heads, max_blocks] f32
+    DeviceTensor psi;         // [n_kv_heads, max_blocks] i32
+    DeviceTensor keep;        // [n_kv_heads, max_blocks] i32
+    DeviceTensor selected;    // [n_kv_heads, max_blocks * b] i32 positions
+    DeviceTensor n_selected;  // [n_kv_heads] i32
+    DeviceTensor k_global;    // [n_kv_heads, max_blocks * b, head_dim] kv dtype
+    DeviceTensor v_global;    // [n_kv_heads, max_blocks * b, head_dim]
+    DeviceTensor global_pos;  // [n_kv_heads, max_blocks * b] i32
+    HostTensor psi_host;      // device workspaces: Psi built on the host, then uploaded
+
+private:
+    TcaPrefillWorkspace() = default;
 };
 
 // out = TCA attention of q over k, v (all positions 0..L-1, L = k.shape[1] = q.shape[1]).

@@ -9,10 +9,8 @@
 namespace tca {
 namespace {
 
-int32_t* row_i32(const HostTensor& t, int64_t r) { return t.data<int32_t>() + r * t.view().stride[0]; }
-
 // One KV head's slots [first, first + len) of a cache tensor, as a [1, len, d] view.
-TensorView head_slots(const HostTensor& t, int64_t head, int64_t first, int64_t len) {
+TensorView head_slots(const DeviceTensor& t, int64_t head, int64_t first, int64_t len) {
     return slice(slice(t.view(), 0, head, 1), 1, first, len);
 }
 
@@ -34,7 +32,8 @@ std::vector<int32_t> top_k_ascending(const float* scores, int64_t n, int64_t k) 
 Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const AttentionPolicy& policy,
                                                                 int64_t n_head, int64_t n_kv_heads,
                                                                 int64_t head_dim, int64_t ctx,
-                                                                DType kv_dtype) {
+                                                                DType kv_dtype,
+                                                                const MemorySpace& space) {
     std::unique_ptr<AttentionRunner> r(new (std::nothrow) AttentionRunner());
     if (!r) return out_of_memory("attention runner: cannot allocate");
     r->policy_ = policy;
@@ -42,27 +41,77 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
     r->n_kv_heads_ = n_kv_heads;
     r->head_dim_ = head_dim;
     r->ctx_ = ctx;
+    r->space_ = &space;
     if (policy.kind == AttentionKind::kDense) return r;
-    try {
-        r->scores_ = HostTensor(DType::kF32, {n_kv_heads, ctx});
-        r->kept_ = HostTensor(DType::kI32, {n_kv_heads, ctx});
-        r->n_kept_ = HostTensor(DType::kI32, {n_kv_heads});
-        r->region_ = HostTensor(DType::kI32, {n_kv_heads});
-        if (policy.kind == AttentionKind::kTca) {
-            const SparseOptions& o = policy.budgets.options;
-            const int64_t blocks = std::max<int64_t>(1, ctx / o.block_size);
-            r->ws_ = std::make_unique<TcaPrefillWorkspace>(n_kv_heads, ctx, head_dim, kv_dtype, o);
-            for (HostTensor* t : {&r->mass_, &r->hhi_, &r->block_score_}) *t = HostTensor(DType::kF32, {1, blocks});
-            for (HostTensor* t : {&r->psi_, &r->keep_}) *t = HostTensor(DType::kI32, {1, blocks});
-            r->selected_ = HostTensor(DType::kI32, {1, ctx});
-            r->n_sel_ = HostTensor(DType::kI32, {1});
-            r->keep_heads_ = HostTensor(DType::kI32, {n_kv_heads});
+    // Every scratch tensor, and on a device its host mirror (same shape).
+    Status failed;
+    auto alloc = [&](DeviceTensor& t, HostTensor* mirror, DType dt, std::vector<int64_t> shape) {
+        if (!failed.ok()) return;
+        Result<DeviceTensor> d = DeviceTensor::create(space, dt, shape);
+        if (!d.ok()) {
+            failed = d.status();
+            return;
         }
-    } catch (const std::bad_alloc&) {
-        return out_of_memory("attention runner: scratch buffers for %lld tokens do not fit in memory",
-                             static_cast<long long>(ctx));
+        t = std::move(d.value());
+        if (mirror && !space.is_host()) {
+            try {
+                *mirror = HostTensor(dt, shape);
+            } catch (const std::bad_alloc&) {
+                failed = out_of_memory("attention runner: host mirrors for %lld tokens do not fit in memory",
+                                       static_cast<long long>(ctx));
+            }
+        }
+    };
+    alloc(r->scores_, &r->h_scores_, DType::kF32, {n_kv_heads, ctx});
+    alloc(r->kept_, &r->h_kept_, DType::kI32, {n_kv_heads, ctx});
+    alloc(r->n_kept_, &r->h_n_kept_, DType::kI32, {n_kv_heads});
+    alloc(r->region_, &r->h_region_, DType::kI32, {n_kv_heads});
+    if (policy.kind == AttentionKind::kTca) {
+        const SparseOptions& o = policy.budgets.options;
+        const int64_t blocks = std::max<int64_t>(1, ctx / o.block_size);
+        TCA_ASSIGN_OR_RETURN(r->ws_, TcaPrefillWorkspace::create(space, n_kv_heads, ctx, head_dim, kv_dtype, o));
+        for (DeviceTensor* t : {&r->mass_, &r->hhi_, &r->block_score_}) alloc(*t, nullptr, DType::kF32, {1, blocks});
+        alloc(r->psi_, &r->h_psi_, DType::kI32, {1, blocks});
+        alloc(r->keep_, nullptr, DType::kI32, {1, blocks});
+        alloc(r->selected_, nullptr, DType::kI32, {1, ctx});
+        alloc(r->n_sel_, &r->h_n_sel_, DType::kI32, {1});
+        alloc(r->keep_heads_, &r->h_keep_heads_, DType::kI32, {n_kv_heads});
+    }
+    if (!failed.ok()) {
+        if (space.is_host()) {
+            return out_of_memory("attention runner: scratch buffers for %lld tokens do not fit in memory",
+                                 static_cast<long long>(ctx));
+        }
+        return Status(failed.code(), "attention runner scratch: " + failed.message());
+    }
+    if (!space.is_host()) {
+        try {
+            r->h_n_global_ = HostTensor(DType::kI32, {n_kv_heads});
+            r->h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads});
+        } catch (const std::bad_alloc&) {
+            return out_of_memory("attention runner: cannot allocate");
+        }
     }
     return r;
+}
+
+Status AttentionRunner::push(DeviceTensor& t, const HostTensor& mirror, size_t bytes, size_t offset) {
+    if (t.on_host()) return Status();
+    return t.upload(static_cast<const char*>(mirror.view().data) + offset, bytes, offset);
+}
+
+Status AttentionRunner::read_counts(const KvLayer& kv, const int32_t** n_global, const int32_t** n_slots) {
+    if (kv.n_slots.on_host()) {
+        *n_global = kv.n_global.data<int32_t>();
+        *n_slots = kv.n_slots.data<int32_t>();
+        return Status();
+    }
+    const size_t bytes = static_cast<size_t>(n_kv_heads_) * sizeof(int32_t);
+    TCA_RETURN_IF_ERROR(kv.n_global.download(h_n_global_.data<int32_t>(), bytes));
+    TCA_RETURN_IF_ERROR(kv.n_slots.download(h_n_slots_.data<int32_t>(), bytes));
+    *n_global = h_n_global_.data<int32_t>();
+    *n_slots = h_n_slots_.data<int32_t>();
+    return Status();
 }
 
 size_t AttentionRunner::scratch_bytes() const {
@@ -112,8 +161,10 @@ Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
         case AttentionKind::kOracle:
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
             // Compress once, when the first prompt ends (n_global == 0: never compressed).
-            if (prompt_end && n > 1 && kv.n_global.data<int32_t>()[0] == 0) {
-                return compress_prompt(device, q, kv);
+            if (prompt_end && n > 1) {
+                const int32_t *n_global = nullptr, *n_slots = nullptr;
+                TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+                if (n_global[0] == 0) return compress_prompt(device, q, kv);
             }
             return Status();
     }
@@ -131,7 +182,9 @@ Status AttentionRunner::tca_prefill(Device device, int64_t layer, const TensorVi
     // The cache keeps the selection and the local band (M7): the selected positions are slot
     // offsets of the candidate region [0, n * b) since slot == position before compaction.
     const int64_t region = n_candidate_blocks(L, o.local_window, o.block_size) * o.block_size;
-    for (int64_t h = 0; h < n_kv_heads_; ++h) region_.data<int32_t>()[h] = static_cast<int32_t>(region);
+    int32_t* regions = host<int32_t>(region_, h_region_);
+    for (int64_t h = 0; h < n_kv_heads_; ++h) regions[h] = static_cast<int32_t>(region);
+    TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
     KvCompactParams p{kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
                       kv.n_slots.view(), slice(ws_->selected.view(), 1, 0, region),
                       ws_->n_selected.view(), region_.view()};
@@ -147,23 +200,28 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
     const int64_t b = o.block_size, w = o.local_window, n_q = q.shape[1];
     const int64_t group = n_head_ / n_kv_heads_;
     const auto& configs = policy_.budgets.heads[static_cast<size_t>(layer)];
-    const int32_t* n_global = kv.n_global.data<int32_t>();
-    const int32_t* n_slots = kv.n_slots.data<int32_t>();
+    const int32_t *n_global = nullptr, *n_slots = nullptr;
+    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
     bool any = false;
     if (n_q == 1) {
+        int32_t* keep_heads = host<int32_t>(keep_heads_, h_keep_heads_);
         for (int64_t h = 0; h < n_kv_heads_; ++h) {
             const bool full = n_slots[h] - n_global[h] >= w + b;
-            keep_heads_.data<int32_t>()[h] = full ? decode_budget(configs[static_cast<size_t>(h)].p) : -1;
+            keep_heads[h] = full ? decode_budget(configs[static_cast<size_t>(h)].p) : -1;
             any = any || full;
         }
         if (!any) return Status();
+        TCA_RETURN_IF_ERROR(push(keep_heads_, h_keep_heads_, keep_heads_.nbytes()));
         BlockCompactParams p{q, kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
                              kv.n_slots.view(), keep_heads_.view(), o.block_size, 0.0f};
         return ops::block_compact(device, p);
     }
+    int32_t* regions = host<int32_t>(region_, h_region_);
+    int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
+    const size_t kept_row = static_cast<size_t>(kept_.view().stride[0]) * sizeof(int32_t);
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
         const int64_t local = n_slots[h] - n_global[h];
-        region_.data<int32_t>()[h] = -1;
+        regions[h] = -1;
         if (local < w + b) continue;
         any = true;
         const int64_t m = (local - w) / b, region = m * b;
@@ -176,45 +234,68 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
             scores, slice(mass_.view(), 1, 0, m), slice(hhi_.view(), 1, 0, m), bs, o.block_size,
             static_cast<float>(o.alpha), o.mass_norm}));
         TCA_ASSIGN_OR_RETURN(std::vector<int32_t> psi, make_psi(configs[static_cast<size_t>(h)].p, m, o.block_size));
-        std::copy(psi.begin(), psi.end(), psi_.data<int32_t>());
+        std::copy(psi.begin(), psi.end(), host<int32_t>(psi_, h_psi_));
+        TCA_RETURN_IF_ERROR(push(psi_, h_psi_, psi.size() * sizeof(int32_t)));
         const TensorView keep = slice(keep_.view(), 1, 0, m);
         TCA_RETURN_IF_ERROR(ops::block_budget(device, BlockBudgetParams{bs, slice(psi_.view(), 1, 0, m), keep, o.block_size}));
         TCA_RETURN_IF_ERROR(ops::token_select(device, TokenSelectParams{
             scores, keep, slice(selected_.view(), 1, 0, region), n_sel_.view(), o.block_size}));
-        const int32_t n_sel = n_sel_.data<int32_t>()[0];
-        std::copy(selected_.data<int32_t>(), selected_.data<int32_t>() + n_sel, row_i32(kept_, h));
-        n_kept_.data<int32_t>()[h] = n_sel;
-        region_.data<int32_t>()[h] = static_cast<int32_t>(region);
+        int32_t n_sel = 0;
+        if (n_sel_.on_host()) {
+            n_sel = n_sel_.data<int32_t>()[0];
+            std::copy(selected_.data<int32_t>(), selected_.data<int32_t>() + n_sel,
+                      kept_.data<int32_t>() + h * kept_.view().stride[0]);
+        } else {  // the count to the host, the selection stays on the device
+            TCA_RETURN_IF_ERROR(n_sel_.download(&n_sel, sizeof n_sel));
+            TCA_RETURN_IF_ERROR(space_->copy(static_cast<char*>(kept_.view().data) + static_cast<size_t>(h) * kept_row,
+                                             selected_.view().data, static_cast<size_t>(n_sel) * sizeof(int32_t)));
+        }
+        n_kept[h] = n_sel;
+        regions[h] = static_cast<int32_t>(region);
     }
-    return any ? compact_by_kept(device, kv) : Status();
+    if (!any) return Status();
+    TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
+    TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
+    return compact_by_kept(device, kv);
 }
 
 // StreamingLLM: the first n_sink tokens become the global part, then the oldest other tokens
 // are dropped whenever a head holds more than kv_budget.
 Status AttentionRunner::streaming_evict(Device device, KvLayer& kv) {
-    const int32_t* n_global = kv.n_global.data<int32_t>();
-    const int32_t* n_slots = kv.n_slots.data<int32_t>();
+    const int32_t *n_global = nullptr, *n_slots = nullptr;
+    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
     const int64_t budget = policy_.kv_budget, sinks = policy_.n_sink;
+    int32_t* regions = host<int32_t>(region_, h_region_);
+    int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
+    int32_t* kept = host<int32_t>(kept_, h_kept_);
+    const int64_t kept_stride = kept_.view().stride[0];
     bool any = false;
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
-        region_.data<int32_t>()[h] = -1;
-        n_kept_.data<int32_t>()[h] = 0;
+        regions[h] = -1;
+        n_kept[h] = 0;
         if (n_slots[h] <= budget) continue;
         any = true;
         if (n_global[h] == 0) {  // first eviction: keep the sinks as the global part
-            for (int64_t i = 0; i < sinks; ++i) row_i32(kept_, h)[i] = static_cast<int32_t>(i);
-            n_kept_.data<int32_t>()[h] = static_cast<int32_t>(sinks);
-            region_.data<int32_t>()[h] = static_cast<int32_t>(n_slots[h] - budget + sinks);
+            for (int64_t i = 0; i < sinks; ++i) kept[h * kept_stride + i] = static_cast<int32_t>(i);
+            n_kept[h] = static_cast<int32_t>(sinks);
+            regions[h] = static_cast<int32_t>(n_slots[h] - budget + sinks);
+            const size_t row = static_cast<size_t>(h * kept_stride) * sizeof(int32_t);
+            TCA_RETURN_IF_ERROR(push(kept_, h_kept_, static_cast<size_t>(sinks) * sizeof(int32_t), row));
         } else {
-            region_.data<int32_t>()[h] = static_cast<int32_t>(n_slots[h] - budget);
+            regions[h] = static_cast<int32_t>(n_slots[h] - budget);
         }
     }
-    return any ? compact_by_kept(device, kv) : Status();
+    if (!any) return Status();
+    TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
+    TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
+    return compact_by_kept(device, kv);
 }
 
 // SnapKV and the oracle: score the prompt with its last queries, keep the top tokens.
 Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLayer& kv) {
-    const int64_t L = kv.n_slots.data<int32_t>()[0];
+    const int32_t *n_global = nullptr, *n_slots = nullptr;
+    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    const int64_t L = n_slots[0];
     const int64_t budget = policy_.kv_budget;
     if (L <= budget) return Status();
     const bool snap = policy_.kind == AttentionKind::kSnapKv;
@@ -223,9 +304,15 @@ Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLa
     const TensorView scores = slice(scores_.view(), 1, 0, L);
     TokenImportanceParams ip{slice(q, 1, n_q - obs, obs), slice(kv.k.view(), 1, 0, L), scores, L - obs, 0.0f};
     TCA_RETURN_IF_ERROR(ops::token_importance(device, ip));
+    if (!scores_.on_host()) TCA_RETURN_IF_ERROR(scores_.download(h_scores_.data<float>(), scores_.nbytes()));
+    const float* all_scores = host<float>(scores_, h_scores_);
+    int32_t* regions = host<int32_t>(region_, h_region_);
+    int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
+    int32_t* kept = host<int32_t>(kept_, h_kept_);
+    const int64_t kept_stride = kept_.view().stride[0];
     std::vector<float> pooled(static_cast<size_t>(L));
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
-        const float* s = scores_.data<float>() + h * scores_.view().stride[0];
+        const float* s = all_scores + h * scores_.view().stride[0];
         std::vector<int32_t> keep;
         if (snap) {
             // Max-pool the observation scores of the prefix, keep its top budget - obs
@@ -241,10 +328,13 @@ Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLa
         } else {
             keep = top_k_ascending(s, L, budget);
         }
-        std::copy(keep.begin(), keep.end(), row_i32(kept_, h));
-        n_kept_.data<int32_t>()[h] = static_cast<int32_t>(keep.size());
-        region_.data<int32_t>()[h] = static_cast<int32_t>(L);
+        std::copy(keep.begin(), keep.end(), kept + h * kept_stride);
+        n_kept[h] = static_cast<int32_t>(keep.size());
+        regions[h] = static_cast<int32_t>(L);
     }
+    TCA_RETURN_IF_ERROR(push(kept_, h_kept_, kept_.nbytes()));
+    TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
+    TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
     return compact_by_kept(device, kv);
 }
 

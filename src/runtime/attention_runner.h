@@ -1,6 +1,9 @@
 // AttentionRunner: one layer's attention step under an attention policy (sparse/attention_policy.h):
 // append the batch's K/V to the layer's ragged cache, attend, and compact the cache as the
-// policy says (tca-method M6, M7). Scratch buffers are sized once, for the context size.
+// policy says (tca-method M6, M7). Scratch buffers are sized once, for the context size, in the
+// memory space of the device the runner drives; the host policy code (when to compact, Psi,
+// the baselines' top-k) reads and writes device data through small host mirrors (explicit
+// copies). On the host the mirrors are empty and the policy works on the buffers themselves.
 #pragma once
 
 #include <memory>
@@ -16,7 +19,8 @@ public:
     static Result<std::unique_ptr<AttentionRunner>> create(const AttentionPolicy& policy,
                                                            int64_t n_head, int64_t n_kv_heads,
                                                            int64_t head_dim, int64_t ctx,
-                                                           DType kv_dtype);
+                                                           DType kv_dtype,
+                                                           const MemorySpace& space = host_memory());
 
     const AttentionPolicy& policy() const { return policy_; }
     // Selection stage timings of TCA prefill, summed over layers (target P2).
@@ -41,18 +45,31 @@ private:
     Status compress_prompt(Device device, const TensorView& q, KvLayer& kv);
     Status streaming_evict(Device device, KvLayer& kv);
     Status compact_by_kept(Device device, KvLayer& kv);
+    // The layer's n_global / n_slots on the host (the cache itself, or a copy of a device's).
+    Status read_counts(const KvLayer& kv, const int32_t** n_global, const int32_t** n_slots);
+    // Host pointer for a scratch tensor: itself on the host, else its mirror.
+    template <class T>
+    static T* host(const DeviceTensor& t, const HostTensor& mirror) {
+        return t.on_host() ? t.data<T>() : mirror.data<T>();
+    }
+    // Mirror -> tensor, bytes [offset, offset + bytes) (nothing to do on the host).
+    static Status push(DeviceTensor& t, const HostTensor& mirror, size_t bytes, size_t offset = 0);
 
     AttentionPolicy policy_;
     int64_t n_head_ = 0, n_kv_heads_ = 0, head_dim_ = 0, ctx_ = 0;
     std::unique_ptr<TcaPrefillWorkspace> ws_;  // tca: selection buffers for a whole prompt
-    HostTensor scores_;   // [n_kv_heads, ctx] f32: token scores of compaction / baselines
-    HostTensor mass_, hhi_, block_score_, psi_, keep_;  // [1, ctx / b] per-head chunk ranking
-    HostTensor selected_;  // [1, ctx] i32
-    HostTensor n_sel_;     // [1] i32
-    HostTensor kept_;      // [n_kv_heads, ctx] i32 kept slot offsets for kv_compact
-    HostTensor n_kept_;    // [n_kv_heads] i32
-    HostTensor region_;    // [n_kv_heads] i32
-    HostTensor keep_heads_;  // [n_kv_heads] i32 decode-time block_compact budgets
+    DeviceTensor scores_;   // [n_kv_heads, ctx] f32: token scores of compaction / baselines
+    DeviceTensor mass_, hhi_, block_score_, psi_, keep_;  // [1, ctx / b] per-head chunk ranking
+    DeviceTensor selected_;  // [1, ctx] i32
+    DeviceTensor n_sel_;     // [1] i32
+    DeviceTensor kept_;      // [n_kv_heads, ctx] i32 kept slot offsets for kv_compact
+    DeviceTensor n_kept_;    // [n_kv_heads] i32
+    DeviceTensor region_;    // [n_kv_heads] i32
+    DeviceTensor keep_heads_;  // [n_kv_heads] i32 decode-time block_compact budgets
+    // Host mirrors of the tensors above and of the cache counts (device runners only).
+    HostTensor h_scores_, h_psi_, h_n_sel_, h_kept_, h_n_kept_, h_region_, h_keep_heads_;
+    HostTensor h_n_global_, h_n_slots_;
+    const MemorySpace* space_ = nullptr;
     TcaStageTimings timings_;
 };
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "backend/device_memory.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/strings.h"
@@ -19,23 +20,6 @@ namespace {
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Physical memory available to this process (MemAvailable), 0 when unknown.
-uint64_t available_memory_bytes() {
-    std::FILE* f = std::fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    uint64_t kb = 0;
-    while (std::fgets(line, sizeof line, f)) {
-        unsigned long long v = 0;
-        if (std::sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
-            kb = v;
-            break;
-        }
-    }
-    std::fclose(f);
-    return kb * 1024;
 }
 
 }  // namespace
@@ -58,6 +42,9 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
         return usage_error("--ctx-size must be >= 1, got %lld", static_cast<long long>(opt.ctx_size));
     }
     if (opt.n_threads > 0) set_num_threads(opt.n_threads);
+    // The device first: a missing GPU is one error before any loading.
+    TCA_ASSIGN_OR_RETURN(const MemorySpace* space, memory_space(opt.device));
+    const DType kv_dtype = opt.kv_dtype.value_or(opt.device == Device::kCpu ? DType::kF32 : DType::kBF16);
     std::unique_ptr<Engine> e(new (std::nothrow) Engine());
     if (!e) return out_of_memory("engine: cannot allocate");
     e->opt_ = opt;
@@ -95,7 +82,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
         policy.budgets = std::move(file.budgets);
         policy.uniform.reset();
     }
-    TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights)));
+    TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights), *space));
     e->model_->set_matmul_activations(opt.matmul_activations);
     const ModelConfig& c = e->model_->config();
     int64_t ctx = opt.ctx_size;
@@ -105,26 +92,39 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
                            static_cast<long long>(ctx));
     }
     TCA_ASSIGN_OR_RETURN(e->cache_, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
-                                                    opt.kv_dtype, available_memory_bytes()));
+                                                    kv_dtype, space->available_bytes(), *space));
     expand_uniform(policy, c.n_layer, c.n_head_kv);
     TCA_RETURN_IF_ERROR(validate(policy, c.n_layer, c.n_head_kv));
     TCA_ASSIGN_OR_RETURN(e->attention_, AttentionRunner::create(policy, c.n_head, c.n_head_kv,
-                                                                c.head_dim, ctx, opt.kv_dtype));
+                                                                c.head_dim, ctx, kv_dtype, *space));
     const bool whole_prompt = opt.attention.kind == AttentionKind::kTca;
     const int64_t batch = whole_prompt ? ctx : std::min(opt.batch_size, ctx);
-    try {
-        e->state_ = std::make_unique<RunState>(c, batch, opt.all_logits);
-    } catch (const std::bad_alloc&) {
-        return out_of_memory("run state for a batch of %lld tokens does not fit in memory",
-                             static_cast<long long>(batch));
+    Result<std::unique_ptr<RunState>> st = RunState::create(c, batch, opt.all_logits, *space);
+    if (!st.ok()) {
+        return Status(st.status().code(), strformat("run state for a batch of %lld tokens does not fit: %s",
+                                                    static_cast<long long>(batch),
+                                                    st.status().message().c_str()));
+    }
+    e->state_ = std::move(st.value());
+    if (!space->is_host()) {
+        try {
+            e->host_logits_ = HostTensor(DType::kF32, {c.n_vocab});
+        } catch (const std::bad_alloc&) {
+            return out_of_memory("engine: cannot allocate the host logits");
+        }
     }
     return e;
 }
 
 std::string Engine::memory_report() const {
-    return strformat("weights %s, kv cache %s (%lld tokens x %lld layers, %s), activations %s, "
+    std::string where;
+    if (opt_.device != Device::kCpu) {
+        where = strformat(" on %s", device_name(opt_.device));
+        if (!model_->weight_conversion().empty()) where += " (" + model_->weight_conversion() + ")";
+    }
+    return strformat("weights %s%s, kv cache %s (%lld tokens x %lld layers, %s), activations %s, "
                      "attention (%s) scratch %s",
-                     format_bytes(model_->weights().total_bytes()).c_str(),
+                     format_bytes(model_->weight_bytes()).c_str(), where.c_str(),
                      format_bytes(cache_.allocated_bytes()).c_str(),
                      static_cast<long long>(cache_.capacity()),
                      static_cast<long long>(cache_.n_layers()), dtype_name(cache_.dtype()),
@@ -165,11 +165,16 @@ Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out
         n_past_ += len;
         last_row_ = state_->all_logits ? len - 1 : 0;
         if (logits_out) {
-            std::memcpy(logits_out->data() + i * vocab, state_->logits.data<float>(),
-                        static_cast<size_t>(len * vocab) * sizeof(float));
+            const size_t bytes = static_cast<size_t>(len * vocab) * sizeof(float);
+            if (state_->logits.on_host()) {
+                std::memcpy(logits_out->data() + i * vocab, state_->logits.data<float>(), bytes);
+            } else {
+                TCA_RETURN_IF_ERROR(state_->logits.download(logits_out->data() + i * vocab, bytes));
+            }
         }
         progress.update(i + len);
     }
+    TCA_RETURN_IF_ERROR(fetch_last_logits());
     progress.done();
     if (prompt) {
         stats_.prefill_ms += ms_since(t0);
@@ -178,7 +183,14 @@ Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out
     return Status();
 }
 
+Status Engine::fetch_last_logits() {
+    if (state_->logits.on_host()) return Status();
+    const size_t row = static_cast<size_t>(config().n_vocab) * sizeof(float);
+    return state_->logits.download(host_logits_.data<float>(), row, static_cast<size_t>(last_row_) * row);
+}
+
 const float* Engine::last_logits() const {
+    if (!state_->logits.on_host()) return host_logits_.data<float>();
     return state_->logits.data<float>() + last_row_ * config().n_vocab;
 }
 
@@ -202,6 +214,7 @@ Status Engine::generate(int64_t n_predict, Sampler& sampler,
         TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, *attention_, one, n_past_, false));
         ++n_past_;
         last_row_ = 0;
+        TCA_RETURN_IF_ERROR(fetch_last_logits());
         progress.update(i + 1);
     }
     progress.done();

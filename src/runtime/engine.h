@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,11 +25,16 @@ struct EngineOptions {
     int64_t ctx_size = 0;        // 0: the model's context length, at most 4096
     int64_t batch_size = 512;    // prompt tokens per forward call
     int n_threads = 0;           // 0: all hardware threads
-    DType kv_dtype = DType::kF32;
+    // KV cache storage; unset: f32 on the CPU, bf16 on cuda (the tensor-core attention reads
+    // bf16 K/V without a conversion).
+    std::optional<DType> kv_dtype;
     bool all_logits = false;     // keep the logits of every prompt token
     // Matmul activations (ops.h): the weight type's dot type as llama.cpp (default; its logits
     // match llama.cpp's, docs/numerics.md) or plain f32 (--matmul-activations f32).
     MatmulActivations matmul_activations = MatmulActivations::kWeightDotType;
+    // Where the model, the KV cache and every activation live and the ops run. cuda: weights
+    // uploaded (quantized types dequantized to bf16 at load), host reads of runtime data go
+    // through explicit small copies (the sampled logits row, cache counts).
     Device device = Device::kCpu;
     // Attention policy (dense by default). TCA evaluates a first prompt as one batch (the
     // method selects with the prompt's last query at every layer), so its activation buffers
@@ -73,8 +79,9 @@ public:
     // all_logits) it receives n x n_vocab floats, row i = logits after token i.
     Status eval(std::span<const int32_t> ids, std::vector<float>* logits_out,
                 const LayerObserver* observer = nullptr);
-    // Logits after the last evaluated token [n_vocab].
+    // Logits after the last evaluated token [n_vocab] (host memory on every device).
     const float* last_logits() const;
+    Device device() const { return opt_.device; }
     // Generates up to n_predict tokens after the evaluated sequence; on_token gets each id
     // (return false to stop). Stops at an end-of-generation token.
     Status generate(int64_t n_predict, Sampler& sampler,
@@ -92,6 +99,9 @@ private:
     std::unique_ptr<AttentionRunner> attention_;
     int64_t n_past_ = 0;
     int64_t last_row_ = 0;  // row of state_->logits holding the last token's logits
+    // Device engines: the host copy of the last token's logits (for the sampler).
+    HostTensor host_logits_;
+    Status fetch_last_logits();
     EngineStats stats_;
 };
 

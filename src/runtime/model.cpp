@@ -7,18 +7,44 @@
 
 #include <new>
 
+#include <algorithm>
+#include <utility>
+
 #include "backend/rope_freqs.h"
+#include "core/half.h"
 #include "core/strings.h"
+#include "core/thread_pool.h"
 
 namespace tca {
 namespace {
 
-// A 1-d weight (norm or bias) dequantized to f32.
+// A 1-d weight (norm or bias) dequantized to f32 on the host.
 Result<HostTensor> to_f32(const WeightView& w) {
     HostTensor t(DType::kF32, {w.row_elems() * w.n_rows()});
     TCA_RETURN_IF_ERROR(w.dequantize_rows(0, w.n_rows(), t.data<float>()));
     return t;
 }
+
+// The same in `space` (dequantized in place on the host, uploaded to a device).
+Result<DeviceTensor> to_f32(const WeightView& w, const MemorySpace& space) {
+    TCA_ASSIGN_OR_RETURN(DeviceTensor t, DeviceTensor::create(space, DType::kF32, {w.row_elems() * w.n_rows()}));
+    if (t.on_host()) {
+        TCA_RETURN_IF_ERROR(w.dequantize_rows(0, w.n_rows(), t.data<float>()));
+        return t;
+    }
+    TCA_ASSIGN_OR_RETURN(HostTensor h, to_f32(w));
+    TCA_RETURN_IF_ERROR(t.upload(h.view().data, h.nbytes()));
+    return t;
+}
+
+// Host floats into a new f32 tensor of `space`.
+Result<DeviceTensor> f32_tensor(const std::vector<float>& v, const MemorySpace& space) {
+    TCA_ASSIGN_OR_RETURN(DeviceTensor t, DeviceTensor::create(space, DType::kF32, {static_cast<int64_t>(v.size())}));
+    TCA_RETURN_IF_ERROR(t.upload(v.data(), v.size() * sizeof(float)));
+    return t;
+}
+
+bool device_native(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
 
 MatrixView matrix(const WeightView& w) {
     TCA_ASSERT(w.ndim == 2, "%s is not a matrix", w.name.c_str());
@@ -34,10 +60,10 @@ Status check_matrix(const WeightView& w) {
 }
 
 // A [rows, cols] view of the first `rows` rows of a row-major buffer.
-TensorView rows_of(const HostTensor& t, int64_t rows) { return slice(t.view(), 0, 0, rows); }
+TensorView rows_of(const DeviceTensor& t, int64_t rows) { return slice(t.view(), 0, 0, rows); }
 
 // [n, heads * d] viewed as [n, heads, d].
-TensorView as_token_heads(const HostTensor& t, int64_t n, int64_t heads, int64_t d) {
+TensorView as_token_heads(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
     TensorView v = rows_of(t, n);
     v.ndim = 3;
     v.shape = {n, heads, d, 0};
@@ -46,7 +72,7 @@ TensorView as_token_heads(const HostTensor& t, int64_t n, int64_t heads, int64_t
 }
 
 // [n, heads * d] viewed head-major as [heads, n, d] (strided, no copy).
-TensorView as_head_tokens(const HostTensor& t, int64_t n, int64_t heads, int64_t d) {
+TensorView as_head_tokens(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
     TensorView v = rows_of(t, n);
     v.ndim = 3;
     v.shape = {heads, n, d, 0};
@@ -56,38 +82,88 @@ TensorView as_head_tokens(const HostTensor& t, int64_t n, int64_t heads, int64_t
 
 }  // namespace
 
-Result<std::unique_ptr<Model>> Model::create(ModelWeights weights) {
+Result<MatrixView> Model::place_matrix(const WeightView& w) {
+    TCA_RETURN_IF_ERROR(check_matrix(w));
+    const MatrixView host = matrix(w);
+    if (space_->is_host()) return host;
+    for (const Placed& p : placed_) {  // tied embeddings: one upload for both uses
+        if (p.source == w.data) return p.view;
+    }
+    const GgmlType type = device_native(w.type) ? w.type : GgmlType::kBF16;
+    TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, host.n_cols));
+    const uint64_t bytes = row_bytes * static_cast<uint64_t>(host.n_rows);
+    Result<DeviceTensor> t = DeviceTensor::create(*space_, DType::kU8, {static_cast<int64_t>(bytes)});
+    if (!t.ok()) {
+        return Status(t.status().code(), strformat("tensor %s (%s): %s", w.name.c_str(),
+                                                   format_bytes(bytes).c_str(), t.status().message().c_str()));
+    }
+    DeviceTensor dev = std::move(t.value());
+    if (type == w.type) {
+        TCA_RETURN_IF_ERROR(dev.upload(w.data, bytes));
+    } else {
+        // Quantized: dequantize on the host in chunks of rows, round to bf16, upload.
+        const std::string label = ggml_type_label(static_cast<uint32_t>(w.type));
+        if (conversion_.find(label) == std::string::npos) conversion_ += (conversion_.empty() ? "" : ", ") + label;
+        const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, host.n_cols));
+        std::vector<float> f32(static_cast<size_t>(chunk * host.n_cols));
+        std::vector<uint16_t> bf16(f32.size());
+        for (int64_t r0 = 0; r0 < host.n_rows; r0 += chunk) {
+            const int64_t n = std::min(chunk, host.n_rows - r0);
+            const int64_t elems = n * host.n_cols;
+            TCA_RETURN_IF_ERROR(w.dequantize_rows(r0, n, f32.data()));
+            thread_pool().parallel_for((elems + 4095) / 4096, [&](int64_t item, int) {
+                const int64_t e1 = std::min(elems, (item + 1) * 4096);
+                for (int64_t e = item * 4096; e < e1; ++e) {
+                    bf16[static_cast<size_t>(e)] = f32_to_bf16(f32[static_cast<size_t>(e)]);
+                }
+            });
+            TCA_RETURN_IF_ERROR(dev.upload(bf16.data(), static_cast<size_t>(elems) * sizeof(uint16_t),
+                                           static_cast<size_t>(r0) * row_bytes));
+        }
+    }
+    const MatrixView view{dev.view().data, type, host.n_rows, host.n_cols};
+    uploaded_bytes_ += bytes;
+    placed_.push_back(Placed{w.data, view});
+    uploaded_.push_back(std::move(dev));
+    return view;
+}
+
+uint64_t Model::weight_bytes() const {
+    return space_->is_host() ? weights_.total_bytes() : uploaded_bytes_;
+}
+
+Result<std::unique_ptr<Model>> Model::create(ModelWeights weights, const MemorySpace& space) {
     auto m = std::unique_ptr<Model>(new (std::nothrow) Model());
     if (!m) return out_of_memory("model: cannot allocate");
     m->weights_ = std::move(weights);
+    m->space_ = &space;
     const ModelWeights& w = m->weights_;
     const ModelConfig& c = w.config;
-    TCA_RETURN_IF_ERROR(check_matrix(w.token_embd));
-    TCA_RETURN_IF_ERROR(check_matrix(w.output));
-    m->token_embd_ = matrix(w.token_embd);
-    m->output_ = matrix(w.output);
-    TCA_ASSIGN_OR_RETURN(m->output_norm_, to_f32(w.output_norm));
+    TCA_ASSIGN_OR_RETURN(m->token_embd_, m->place_matrix(w.token_embd));
+    TCA_ASSIGN_OR_RETURN(m->output_, m->place_matrix(w.output));
+    TCA_ASSIGN_OR_RETURN(m->output_norm_, to_f32(w.output_norm, space));
     for (const LayerWeights& lw : w.layers) {
         LayerViews lv;
-        TCA_ASSIGN_OR_RETURN(lv.attn_norm, to_f32(lw.attn_norm));
-        TCA_ASSIGN_OR_RETURN(lv.ffn_norm, to_f32(lw.ffn_norm));
+        TCA_ASSIGN_OR_RETURN(lv.attn_norm, to_f32(lw.attn_norm, space));
+        TCA_ASSIGN_OR_RETURN(lv.ffn_norm, to_f32(lw.ffn_norm, space));
         if (c.attn_bias) {
-            TCA_ASSIGN_OR_RETURN(lv.bq, to_f32(lw.bq));
-            TCA_ASSIGN_OR_RETURN(lv.bk, to_f32(lw.bk));
-            TCA_ASSIGN_OR_RETURN(lv.bv, to_f32(lw.bv));
+            TCA_ASSIGN_OR_RETURN(lv.bq, to_f32(lw.bq, space));
+            TCA_ASSIGN_OR_RETURN(lv.bk, to_f32(lw.bk, space));
+            TCA_ASSIGN_OR_RETURN(lv.bv, to_f32(lw.bv, space));
         }
         for (const WeightView* mw : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
             TCA_RETURN_IF_ERROR(check_matrix(*mw));
         }
-        lv.wq = matrix(lw.wq);
-        lv.wk = matrix(lw.wk);
-        lv.wv = matrix(lw.wv);
-        lv.wo = matrix(lw.wo);
-        lv.w_gate = matrix(lw.w_gate);
-        lv.w_up = matrix(lw.w_up);
-        lv.w_down = matrix(lw.w_down);
+        TCA_ASSIGN_OR_RETURN(lv.wq, m->place_matrix(lw.wq));
+        TCA_ASSIGN_OR_RETURN(lv.wk, m->place_matrix(lw.wk));
+        TCA_ASSIGN_OR_RETURN(lv.wv, m->place_matrix(lw.wv));
+        TCA_ASSIGN_OR_RETURN(lv.wo, m->place_matrix(lw.wo));
+        TCA_ASSIGN_OR_RETURN(lv.w_gate, m->place_matrix(lw.w_gate));
+        TCA_ASSIGN_OR_RETURN(lv.w_up, m->place_matrix(lw.w_up));
+        TCA_ASSIGN_OR_RETURN(lv.w_down, m->place_matrix(lw.w_down));
         m->layers_.push_back(std::move(lv));
     }
+    if (!m->conversion_.empty()) m->conversion_ += " dequantized to bf16 on the host at load";
     // RoPE frequencies: base^(-2i/d) with the config's scaling; a GGUF rope_freqs tensor
     // (Llama 3 files) divides each frequency by its factor instead.
     TCA_ASSIGN_OR_RETURN(std::vector<float> inv,
@@ -107,26 +183,32 @@ Result<std::unique_ptr<Model>> Model::create(ModelWeights weights) {
             inv[i] = static_cast<float>(static_cast<double>(inv[i]) / f);
         }
     }
-    m->inv_freq_ = HostTensor(DType::kF32, {static_cast<int64_t>(inv.size())});
-    std::copy(inv.begin(), inv.end(), m->inv_freq_.data<float>());
+    TCA_ASSIGN_OR_RETURN(m->inv_freq_, f32_tensor(inv, space));
     return m;
 }
 
-RunState::RunState(const ModelConfig& c, int64_t batch, bool all)
-    : max_batch(batch),
-      all_logits(all),
-      ids(DType::kI32, {batch}),
-      pos(DType::kI32, {batch}),
-      x(DType::kF32, {batch, c.n_embd}),
-      xn(DType::kF32, {batch, c.n_embd}),
-      q(DType::kF32, {batch, c.q_dim()}),
-      k(DType::kF32, {batch, c.kv_dim()}),
-      v(DType::kF32, {batch, c.kv_dim()}),
-      att(DType::kF32, {batch, c.q_dim()}),
-      proj(DType::kF32, {batch, c.n_embd}),
-      gate(DType::kF32, {batch, c.n_ff}),
-      up(DType::kF32, {batch, c.n_ff}),
-      logits(DType::kF32, {all ? batch : 1, c.n_vocab}) {}
+Result<std::unique_ptr<RunState>> RunState::create(const ModelConfig& c, int64_t batch, bool all,
+                                                   const MemorySpace& space) {
+    std::unique_ptr<RunState> st(new (std::nothrow) RunState());
+    if (!st) return out_of_memory("run state: cannot allocate");
+    st->max_batch = batch;
+    st->all_logits = all;
+    try {
+        st->ids = HostTensor(DType::kI32, {batch});
+        st->pos = HostTensor(DType::kI32, {batch});
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("run state: cannot allocate");
+    }
+    const std::pair<DeviceTensor*, std::vector<int64_t>> buffers[] = {
+        {&st->x, {batch, c.n_embd}},   {&st->xn, {batch, c.n_embd}},  {&st->q, {batch, c.q_dim()}},
+        {&st->k, {batch, c.kv_dim()}}, {&st->v, {batch, c.kv_dim()}}, {&st->att, {batch, c.q_dim()}},
+        {&st->proj, {batch, c.n_embd}}, {&st->gate, {batch, c.n_ff}}, {&st->up, {batch, c.n_ff}},
+        {&st->logits, {all ? batch : 1, c.n_vocab}}};
+    for (const auto& [t, shape] : buffers) {
+        TCA_ASSIGN_OR_RETURN(*t, DeviceTensor::create(space, DType::kF32, shape));
+    }
+    return st;
+}
 
 size_t RunState::nbytes() const {
     return ids.nbytes() + pos.nbytes() + x.nbytes() + xn.nbytes() + q.nbytes() + k.nbytes() +

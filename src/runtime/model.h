@@ -1,16 +1,21 @@
 // Model: the loaded weights plus what the forward pass derives from them once (f32 copies of
 // norm weights and biases, RoPE inverse frequencies, kernel views of the matrices), and the
 // run state: every activation buffer, sized once for the largest batch (the decode loop
-// allocates nothing).
+// allocates nothing). Both live in the memory space of the device the forward pass runs on:
+// on the host the matrices are views of the mapped file; on a device F32/F16/BF16 matrices are
+// uploaded as they are and quantized ones are dequantized on the host to BF16 first (the device
+// matmul and embed read F32/F16/BF16 only).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "backend/ops.h"
+#include "core/device_tensor.h"
 #include "core/host_tensor.h"
 #include "kv/kv_cache.h"
 #include "model/model_weights.h"
@@ -19,59 +24,81 @@
 namespace tca {
 
 struct LayerViews {
-    HostTensor attn_norm, ffn_norm;  // [n_embd] f32
-    HostTensor bq, bk, bv;           // [q_dim] / [kv_dim] f32, empty without attention bias
+    DeviceTensor attn_norm, ffn_norm;  // [n_embd] f32
+    DeviceTensor bq, bk, bv;           // [q_dim] / [kv_dim] f32, empty without attention bias
     MatrixView wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
 class Model {
 public:
-    static Result<std::unique_ptr<Model>> create(ModelWeights weights);
+    static Result<std::unique_ptr<Model>> create(ModelWeights weights,
+                                                 const MemorySpace& space = host_memory());
 
     const ModelConfig& config() const { return weights_.config; }
     const ModelWeights& weights() const { return weights_; }
     const LayerViews& layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
     const MatrixView& token_embd() const { return token_embd_; }
     const MatrixView& output() const { return output_; }
-    const HostTensor& output_norm() const { return output_norm_; }
-    const HostTensor& inv_freq() const { return inv_freq_; }  // [head_dim / 2] f32
+    const DeviceTensor& output_norm() const { return output_norm_; }
+    const DeviceTensor& inv_freq() const { return inv_freq_; }  // [head_dim / 2] f32
+    const MemorySpace& space() const { return *space_; }
+    // Bytes of weights the forward pass reads: the file's on the host, the uploaded ones on a
+    // device; and what the upload did ("", or e.g. "Q8_0, Q6_K dequantized to bf16 at load").
+    uint64_t weight_bytes() const;
+    const std::string& weight_conversion() const { return conversion_; }
     // What every matmul of the forward pass does to its activations (ops.h).
     MatmulActivations matmul_activations() const { return matmul_act_; }
     void set_matmul_activations(MatmulActivations a) { matmul_act_ = a; }
 
 private:
+    // The kernel view of a matrix in the model's space (see the top of this file).
+    Result<MatrixView> place_matrix(const WeightView& w);
+    struct Placed {
+        const void* source;
+        MatrixView view;
+    };
+
     ModelWeights weights_;
     std::vector<LayerViews> layers_;
     MatrixView token_embd_, output_;
-    HostTensor output_norm_, inv_freq_;
+    DeviceTensor output_norm_, inv_freq_;
+    const MemorySpace* space_ = &host_memory();
+    std::vector<DeviceTensor> uploaded_;  // device copies of the matrices (device models)
+    std::vector<Placed> placed_;
+    uint64_t uploaded_bytes_ = 0;
+    std::string conversion_;
     MatmulActivations matmul_act_ = MatmulActivations::kF32;
 };
 
-// Activation buffers for up to max_batch tokens per forward call.
+// Activation buffers for up to max_batch tokens per forward call, in `space`; ids and pos stay
+// on the host on every device (the embed and rope ops read them there).
 struct RunState {
-    RunState(const ModelConfig& c, int64_t max_batch, bool all_logits);
+    static Result<std::unique_ptr<RunState>> create(const ModelConfig& c, int64_t max_batch,
+                                                    bool all_logits,
+                                                    const MemorySpace& space = host_memory());
     size_t nbytes() const;
 
-    int64_t max_batch;
-    bool all_logits;    // logits rows for every token of a batch (else only the last)
-    HostTensor ids;     // [max_batch] i32
-    HostTensor pos;     // [max_batch] i32
-    HostTensor x;       // [max_batch, n_embd] residual stream
-    HostTensor xn;      // [max_batch, n_embd] normalised
-    HostTensor q;       // [max_batch, n_head * head_dim]
-    HostTensor k;       // [max_batch, n_head_kv * head_dim]
-    HostTensor v;       // [max_batch, n_head_kv * head_dim]
-    HostTensor att;     // [max_batch, n_head * head_dim] attention output
-    HostTensor proj;    // [max_batch, n_embd] attention / MLP projection output
-    HostTensor gate;    // [max_batch, n_ff]
-    HostTensor up;      // [max_batch, n_ff]
-    HostTensor logits;  // [max_batch or 1, n_vocab]
+    int64_t max_batch = 0;
+    bool all_logits = false;  // logits rows for every token of a batch (else only the last)
+    HostTensor ids;       // [max_batch] i32 host
+    HostTensor pos;       // [max_batch] i32 host
+    DeviceTensor x;       // [max_batch, n_embd] residual stream
+    DeviceTensor xn;      // [max_batch, n_embd] normalised
+    DeviceTensor q;       // [max_batch, n_head * head_dim]
+    DeviceTensor k;       // [max_batch, n_head_kv * head_dim]
+    DeviceTensor v;       // [max_batch, n_head_kv * head_dim]
+    DeviceTensor att;     // [max_batch, n_head * head_dim] attention output
+    DeviceTensor proj;    // [max_batch, n_embd] attention / MLP projection output
+    DeviceTensor gate;    // [max_batch, n_ff]
+    DeviceTensor up;      // [max_batch, n_ff]
+    DeviceTensor logits;  // [max_batch or 1, n_vocab]
 };
 
 // Called after each layer's attention with that layer's RoPE'd queries of the batch
 // (q [n_head, n, head_dim] f32, strided view), its KV cache (which holds the batch's keys, after
 // any compaction the policy did in this step) and the attention output (out [n_head, n,
-// head_dim] f32): calibration and diagnostics read attention statistics here.
+// head_dim] f32): calibration and diagnostics read attention statistics here. The views are in
+// the model's memory space (copy them with to_host() on a device).
 using LayerObserver = std::function<Status(int64_t layer, const TensorView& q, const KvLayer& kv,
                                            int64_t pos0, const TensorView& out)>;
 

@@ -39,6 +39,14 @@ expect 1 "nope.gguf" -- run -m "$tmp/nope.gguf" -p hi
 expect 2 "--n-predict expects an integer, got 'abc'" -- run -m x.gguf -p hi -n abc
 expect 2 "--keep must be in \(0, 1\], got 2" -- bench attention --keep 2
 expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- run -m x.gguf -p hi --kv-type q4
+expect 2 "--device must be cpu or cuda, got 'tpu'" -- run -m x.gguf -p hi --device tpu
+expect 2 "--device must be cpu or cuda, got 'tpu'" -- calibrate -m x.gguf -f t.txt -o b.json --device tpu
+# --device cuda where no GPU is usable (CI): exit 1 with one line, before the model is read —
+# "this build has no CUDA backend" without -DTCA_CUDA=ON, cuda::device_check's reason with it.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    expect 1 "^tca: (--device cuda: this build has no CUDA backend \(configure with -DTCA_CUDA=ON where nvcc is installed\)|cuda: .*)$" -- run -m "$tmp/nope.gguf" -p hi --device cuda
+    expect 1 "^tca: (--device cuda: this build has no CUDA backend|cuda: )" -- calibrate -m "$tmp/nope.gguf" -f "$tmp/nope.txt" -o "$tmp/b.json" --device cuda
+fi
 expect 1 "cannot read prompt file" -- run -m x.gguf -f "$tmp/missing.txt"
 head -c 4096 /dev/urandom >"$tmp/garbage.gguf"
 expect 1 "garbage.gguf" -- run -m "$tmp/garbage.gguf" -p hi

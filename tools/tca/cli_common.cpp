@@ -30,6 +30,12 @@ Result<DType> parse_kv_type(const std::string& name) {
     return usage_error("--kv-type must be f32, f16 or bf16, got '%s'", name.c_str());
 }
 
+Result<Device> parse_device(const std::string& name) {
+    if (name == "cpu") return Device::kCpu;
+    if (name == "cuda") return Device::kCuda;
+    return usage_error("--device must be cpu or cuda, got '%s'", name.c_str());
+}
+
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given) {
     if (text_given == !file.empty()) {
         return usage_error("give the prompt with exactly one of -p TEXT or -f FILE");

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "backend/device_memory.h"
 #include "commands.h"
 #include "core/flags.h"
 #include "core/log.h"
@@ -23,7 +24,7 @@ namespace tca::cli {
 namespace {
 
 struct CalibrateFlags {
-    std::string model, file, out, heatmap, mass_norm = "max", tokenizer;
+    std::string model, file, out, heatmap, mass_norm = "max", tokenizer, device = "cpu";
     int64_t ctx = 4096, block_size = 128, local_window = 4096, obs_window = 1, row_stride = 1,
             threads = 0;
     double tau = 0.9, alpha = 0.5;
@@ -67,6 +68,8 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     if (f.out.empty()) return usage_error("an output budget file is required (-o FILE)");
     if (f.ctx < 1) return usage_error("--ctx must be >= 1, got %lld", static_cast<long long>(f.ctx));
     TCA_ASSIGN_OR_RETURN(const CalibrationOptions opt, options_from_flags(f));
+    TCA_ASSIGN_OR_RETURN(const Device device, parse_device(f.device));
+    TCA_RETURN_IF_ERROR(memory_space(device).status());  // no GPU: fail before reading anything
     const int64_t w = opt.sparse.local_window, b = opt.sparse.block_size;
     // Without --ctx, enough tokens for 8 candidate blocks even when w is at its 4096 default.
     if (!ctx_given) f.ctx = std::max<int64_t>(f.ctx, w + 8 * b);
@@ -91,7 +94,8 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     eo.ctx_size = f.ctx;
     eo.batch_size = f.ctx;  // one forward call: every layer sees all positions at once
     eo.n_threads = static_cast<int>(f.threads);
-    eo.kv_dtype = DType::kF32;
+    eo.kv_dtype = DType::kF32;  // the statistic reads the keys: keep them exact on every device
+    eo.device = device;
     TCA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::create(eo));
     const ModelConfig& c = engine->config();
     TCA_LOG_INFO("model %s: %s", f.model.c_str(), c.to_string().c_str());
@@ -123,7 +127,14 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
         }
         // Dense attention: slot == position, so slots [0, n) are the keys of positions [0, n).
         const TensorView k = slice(kv.k.view(), 1, 0, n);
-        TCA_ASSIGN_OR_RETURN(result[static_cast<size_t>(layer)], calibrate_layer(q, k, opt));
+        if (kv.k.on_host()) {
+            TCA_ASSIGN_OR_RETURN(result[static_cast<size_t>(layer)], calibrate_layer(q, k, opt));
+        } else {  // the statistic runs on the host: copy this layer's queries and keys there
+            TCA_ASSIGN_OR_RETURN(const HostTensor q_host, to_host(q, kv.k.space()));
+            TCA_ASSIGN_OR_RETURN(const HostTensor k_host, to_host(k, kv.k.space()));
+            TCA_ASSIGN_OR_RETURN(result[static_cast<size_t>(layer)],
+                                 calibrate_layer(q_host.view(), k_host.view(), opt));
+        }
         progress.update(layer + 1);
         return Status();
     };
@@ -213,6 +224,8 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     flags.add_int("obs-window", &f.obs_window, "last queries averaged for token importance");
     flags.add_int("row-stride", &f.row_stride, "use every S-th query row for the statistic (long texts)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
+    flags.add_string("device", &f.device, "D", "where the forward pass runs: cpu or cuda (the "
+                     "statistic itself runs on the host)");
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_string("heatmap", &f.heatmap, "FILE", "also write a PNG of the kept fraction per (layer, KV head)");

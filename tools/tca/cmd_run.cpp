@@ -15,9 +15,9 @@ namespace tca::cli {
 namespace {
 
 struct RunFlags {
-    std::string model, prompt, file, logits_out, tokenizer, kv_type = "f32", chat, system;
+    std::string model, prompt, file, logits_out, tokenizer, kv_type, chat, system;
     std::string attention = "dense", budget_file, stats_json, mass_norm = "max";
-    std::string matmul_activations = "native";
+    std::string matmul_activations = "native", device = "cpu";
     int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32;
     double keep = 0.2, alpha = 0.5;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
@@ -48,7 +48,11 @@ Result<AttentionPolicy> policy_from_flags(const RunFlags& f) {
 
 Status run_main(const RunFlags& f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::string text, read_prompt(f.prompt, f.file, prompt_given));
-    TCA_ASSIGN_OR_RETURN(DType kv_type, parse_kv_type(f.kv_type));
+    TCA_ASSIGN_OR_RETURN(Device device, parse_device(f.device));
+    std::optional<DType> kv_type;  // unset: the device's default
+    if (!f.kv_type.empty()) {
+        TCA_ASSIGN_OR_RETURN(kv_type, parse_kv_type(f.kv_type));
+    }
     if (f.n_predict < 0) return usage_error("-n must be >= 0, got %lld", static_cast<long long>(f.n_predict));
     if (f.model.empty()) return usage_error("a model is required (-m FILE)");
     SamplerOptions so;
@@ -73,6 +77,7 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     eo.batch_size = f.batch_size;
     eo.n_threads = static_cast<int>(f.threads);
     eo.kv_dtype = kv_type;
+    eo.device = device;
     eo.all_logits = !f.logits_out.empty();
     TCA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::create(eo));
     TCA_LOG_INFO("model %s: %s", f.model.c_str(), engine->config().to_string().c_str());
@@ -172,7 +177,9 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_int("ctx-size", &f.ctx_size, "context size in tokens (0 = model's, at most 4096)");
     flags.add_int("batch-size", &f.batch_size, "prompt tokens per forward pass (chunked prefill)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
-    flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16");
+    flags.add_string("device", &f.device, "D", "where the model runs: cpu or cuda (a GPU of compute "
+                     "capability >= 8.0; quantized weights are dequantized to bf16 at load)");
+    flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)");
     flags.add_string("matmul-activations", &f.matmul_activations, "M",
                      "matmul activations: native (the weight type's dot type, as llama.cpp: f16/bf16 "
                      "rounding, 8-bit blocks for quantized weights) or f32");

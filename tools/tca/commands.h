@@ -7,6 +7,7 @@
 
 #include <optional>
 
+#include "backend/ops.h"
 #include "core/dtype.h"
 #include "core/flags.h"
 #include "core/status.h"
@@ -25,6 +26,8 @@ std::optional<int> parse_flags(FlagSet& flags, const std::vector<std::string>& a
 
 // Shared flag helpers.
 Result<DType> parse_kv_type(const std::string& name);
+// --device cpu|cuda.
+Result<Device> parse_device(const std::string& name);
 // The prompt from -p TEXT or -f FILE (exactly one).
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given);
 

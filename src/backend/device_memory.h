@@ -1,0 +1,15 @@
+// The memory space of each device (core/device_tensor.h): the host for Device::kCpu, device
+// memory through backend/cuda/cuda_runtime.h for Device::kCuda. Asking for the CUDA device
+// checks it first, so a missing GPU or a build without CUDA is one clear error.
+#pragma once
+
+#include "backend/ops.h"
+#include "core/device_tensor.h"
+
+namespace tca {
+
+// The space the runtime allocates `device`'s buffers in. Errors: "--device cuda: this build
+// has no CUDA backend (...)", or cuda::device_check's reason (no driver, no device, too old).
+Result<const MemorySpace*> memory_space(Device device);
+
+}  // namespace tca
