@@ -15,4 +15,12 @@ namespace naive_f32 {
 TCA_FOR_EACH_OP(TCA_DECLARE_REF_OP)
 }  // namespace naive_f32
 #undef TCA_DECLARE_REF_OP
+
+// The naive float32 loops of attention_dense and sparse_prefill with the roundings of the CUDA
+// tensor-core kernels: q, K, V and the probabilities P rounded to bf16 (f16 when K/V are f16),
+// f32 sums (ref_lowp.cpp). The baseline that sizes CUDA tolerances (docs/numerics.md, "CUDA").
+namespace naive_lowp {
+Status attention_dense(const AttentionDenseParams& p);
+Status sparse_prefill(const SparsePrefillParams& p);
+}  // namespace naive_lowp
 }  // namespace tca::ref

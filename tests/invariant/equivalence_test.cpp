@@ -50,7 +50,7 @@ TEST_P(Equivalence, FullBudgetPrefillEqualsDense) {
             const KeyFilter causal = [](int64_t, int64_t qp, int64_t kp) { return kp <= qp; };
             const Buf want = masked_attention<double>(in.q, in.k, in.v, 0, causal);
             const double tol =
-                fa3_tolerance(masked_attention<float>(in.q, in.k, in.v, 0, causal), want).bound();
+                fa3_tolerance(naive_masked_attention(in.q, in.k, in.v, 0, causal), want).bound();
             EXPECT_TRUE(all_near(sparse, want, tol, bname() + " sparse_prefill (psi all b) vs dense"));
             EXPECT_TRUE(all_near(dense, want, tol, bname() + " attention_dense"));
         }
@@ -151,7 +151,7 @@ TEST_P(Equivalence, ZeroBudgetPrefillIsBandOnly) {
         }
         Buf out_tail;
         ASSERT_TRUE(run_prefill(backend(), tail, s.positions, q0, &out_tail, kB, kW).ok());
-        const Buf naive = masked_attention<float>(tail.q, tail.k, tail.v, q0, band);
+        const Buf naive = naive_masked_attention(tail.q, tail.k, tail.v, q0, band);
         EXPECT_TRUE(all_near(out_tail, want, fa3_tolerance(naive, want).bound(),
                              bname() + " band only, rows before the band poisoned"));
     }

@@ -31,15 +31,27 @@ struct BackendName {
                                                ::tca::test::kUnderTest),                \
                              ::tca::test::BackendName())
 
+// The naive baseline of masked attention that sizes tolerances for the backend under test:
+// float32 on the CPU; on CUDA (TCA_TEST_CUDA) the same loops with the tensor-core roundings
+// (q, K, V, P in bf16, or f16 for f16 K/V), docs/numerics.md "CUDA".
+inline Buf naive_masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
+                                  const KeyFilter& visible) {
+    if constexpr (TCA_TEST_CUDA) {
+        return masked_attention_lowp(q, k, v, q_pos0, visible);
+    } else {
+        return masked_attention<float>(q, k, v, q_pos0, visible);
+    }
+}
+
 // `got` (a backend's attention output) equals attention over the keys `visible` selects,
-// within 2 x the naive float32 error of that attention + the floor.
+// within 2 x the naive error of that attention + the floor (naive: naive_masked_attention).
 inline ::testing::AssertionResult matches_masked_attention(const Buf& got, const Buf& q,
                                                            const Buf& k, const Buf& v,
                                                            int64_t q_pos0,
                                                            const KeyFilter& visible,
                                                            const std::string& what) {
     const Buf want = masked_attention<double>(q, k, v, q_pos0, visible);
-    const Buf naive = masked_attention<float>(q, k, v, q_pos0, visible);
+    const Buf naive = naive_masked_attention(q, k, v, q_pos0, visible);
     const Tolerance tol = fa3_tolerance(naive, want);
     return all_near(got, want, tol.bound(), what);
 }

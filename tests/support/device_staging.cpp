@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "backend/op_views.h"
@@ -119,10 +120,22 @@ TCA_FOR_EACH_OP(TCA_STAGING_DEFINE)
 TCA_FOR_EACH_MODEL_OP(TCA_STAGING_DEFINE)
 #undef TCA_STAGING_DEFINE
 
-// The naive twin for the CUDA backend: ops computed in f32 on the GPU use naive_f32.
-// attention_dense and sparse_prefill (bf16 tensor cores) use ref::naive_lowp once it exists.
+// The naive twin for the CUDA backend: ops computed in f32 on the GPU use naive_f32;
+// attention_dense and sparse_prefill (bf16/f16 tensor cores) use ref::naive_lowp.
+namespace {
+template <class Params>
+Status naive_twin(const Params& p, Status (*f32)(const Params&)) {
+    if constexpr (std::is_same_v<Params, AttentionDenseParams>) {
+        return ref::naive_lowp::attention_dense(p);
+    } else if constexpr (std::is_same_v<Params, SparsePrefillParams>) {
+        return ref::naive_lowp::sparse_prefill(p);
+    } else {
+        return f32(p);
+    }
+}
+}  // namespace
 #define TCA_LOWP_DEFINE(name, Params) \
-    Status naive_lowp_run(const Params& p) { return ref::naive_f32::name(p); }
+    Status naive_lowp_run(const Params& p) { return naive_twin<Params>(p, &ref::naive_f32::name); }
 TCA_FOR_EACH_OP(TCA_LOWP_DEFINE)
 TCA_FOR_EACH_MODEL_OP(TCA_LOWP_DEFINE)
 #undef TCA_LOWP_DEFINE

@@ -21,6 +21,13 @@ template <class Acc>
 Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
                      const KeyFilter& visible);
 
+// The float32 baseline with the roundings of the CUDA tensor-core attention kernels (as
+// ref::naive_lowp): q, k, v and the probabilities rounded to bf16 (f16 when k is f16) before
+// their products, float32 sums, the softmax denominator over the unrounded probabilities.
+// Sizes the tolerance of tensor-core outputs (docs/numerics.md, "CUDA").
+Buf masked_attention_lowp(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
+                          const KeyFilter& visible);
+
 // Softmax probabilities (float64) of query (h, i) over the visible keys: a vector of length
 // n_kv with zeros for invisible keys.
 std::vector<double> attention_probs(const Buf& q, const Buf& k, int64_t h, int64_t i,
