@@ -76,6 +76,28 @@ else
     echo "FAIL: tca calibrate --help does not list its flags with defaults" >&2
 fi
 
+# tca eval: usage errors (2) before any model is read.
+expect 2 "a model is required" -- eval --ctx 512
+expect 2 "--task: unknown task 'bogus'" -- eval -m x.gguf --task bogus
+expect 2 "--task lists niah_multikey twice" -- eval -m x.gguf --task niah_multikey,niah_multikey
+expect 2 "--ctx must be in \[1, 2\^30\], got 0" -- eval -m x.gguf --ctx 0
+expect 2 "--ctx expects" -- eval -m x.gguf --ctx abc
+expect 2 "--n-samples must be in \[1, 1000000\], got 0" -- eval -m x.gguf --n-samples 0
+expect 2 "--attention must be dense, tca, streaming, snapkv or oracle, got 'sparse'" -- eval -m x.gguf --attention dense,sparse
+expect 2 "--attention lists tca twice" -- eval -m x.gguf --attention tca,tca
+expect 2 "--budget-file applies to tca" -- eval -m x.gguf --attention dense --budget-file b.json
+expect 2 "--max-answer-tokens must be >= 0" -- eval -m x.gguf --max-answer-tokens -1
+expect 2 "--keep" -- eval -m x.gguf --keep 2
+expect 1 "nope.gguf" -- eval -m "$tmp/nope.gguf" --ctx 512
+"$tca" eval --help >"$tmp/help" 2>&1
+if grep -q -- "--n-samples N" "$tmp/help" && grep -q -- "--haystack FILE" "$tmp/help" &&
+    grep -q -- "--kv-budget N" "$tmp/help" && grep -q '(default: "dense,tca")' "$tmp/help"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: tca eval --help does not list its flags with defaults" >&2
+fi
+
 if [ -f "$models/stories260K.gguf" ]; then
     m=$models/stories260K.gguf
     head -c 100000 "$m" >"$tmp/truncated.gguf"
@@ -94,6 +116,54 @@ if [ -f "$models/stories260K.gguf" ]; then
     expect 1 "garbage.gguf" -- calibrate -m "$tmp/garbage.gguf" -f "$tmp/short.txt" -o "$tmp/b.json" --block-size 16 --local-window 64
     expect 0 "" -- inspect -m "$models/stories260K-q4_k_m.gguf"
     grep -q "Q5_0" "$tmp/out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: inspect output" >&2; }
+
+    # tca eval at 512 tokens (stories260K's training length; its accuracy is ~0, the files are
+    # what is checked): fields and ranges, determinism across runs, identical items across
+    # policies, TCA sparse at 512 with b 16 / w 64.
+    ev=(eval -m "$m" --ctx 512 --n-samples 2 --seed 3 --attention dense,tca,streaming
+        --block-size 16 --local-window 64 --keep 0.25 --kv-budget 128 --threads 1)
+    t0=$(date +%s%N)
+    expect 0 "" -- "${ev[@]}" --out "$tmp/eval1"
+    t1=$(date +%s%N)
+    expect 0 "" -- "${ev[@]}" --out "$tmp/eval2"
+    echo "cli_test: tca eval (8 tasks x 2 samples x 3 policies at 512 tokens) took $(((t1 - t0) / 1000000)) ms" >&2
+    check() {  # check DESCRIPTION COMMAND...: the command must succeed
+        local what=$1
+        shift
+        if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: eval: $what" >&2; fi
+    }
+    e=$tmp/eval1
+    check "output files" test -s "$e/items.jsonl" -a -s "$e/summary.json" -a -s "$e/summary.md" -a -s "$e/accuracy_vs_kv.png"
+    check "png signature" test "$(head -c 4 "$e/accuracy_vs_kv.png" | tail -c 3)" = "PNG"
+    check "48 item lines" test "$(wc -l <"$e/items.jsonl")" -eq 48
+    for k in task ctx policy sample depth references prediction score n_prompt_tokens kv_fraction prefill_ms prompt_hash; do
+        check "every line has $k" test "$(grep -c "\"$k\":" "$e/items.jsonl")" -eq 48
+    done
+    inrange() {  # inrange FIELD FILE: every numeric value of FIELD is in [0, 1]
+        grep -o "\"$1\": *[-0-9.e]*" "$2" | sed 's/.*: *//' | awk '$1 < 0 || $1 > 1 { bad = 1 } END { exit bad || NR == 0 }'
+    }
+    check "item scores in [0, 1]" inrange score "$e/items.jsonl"
+    check "item kv fractions in [0, 1]" inrange kv_fraction "$e/items.jsonl"
+    check "summary accuracies in [0, 1]" inrange accuracy "$e/summary.json"
+    check "summary kv fractions in [0, 1]" inrange kv_fraction "$e/summary.json"
+    check "24 summary rows" test "$(grep -c '"n_samples": 2' "$e/summary.json")" -eq 24
+    check "dense keeps the whole cache" test "$(grep '"policy":"dense"' "$e/items.jsonl" | grep -c '"kv_fraction":1[,.]')" -eq 16
+    check "tca is sparse at 512" test "$(grep '"policy":"tca"' "$e/items.jsonl" | grep -c '"kv_fraction":0\.')" -eq 16
+    check "streaming keeps 128 of each KV head" test "$(grep '"policy":"streaming"' "$e/items.jsonl" | grep -c '"kv_fraction":0\.')" -eq 16
+    check "markdown table rows" test "$(grep -c '^| [a-z_]* | 512 | ' "$e/summary.md")" -eq 24
+    check "table printed" grep -q '^| niah_multiquery | 512 | tca | ' "$tmp/out"
+    # Identical items across policies: (task, sample) -> prompt hash, length, references agree.
+    items_key() { sed -E 's/"policy":"[a-z]*",//; s/"prediction":.*"score"/"score"/; s/"score":[^,]*,//; s/"kv_fraction":[^,]*,//; s/"prefill_ms":[^,]*,//' "$1" | sort -u; }
+    check "identical items across policies" test "$(items_key "$e/items.jsonl" | wc -l)" -eq 16
+    strip_timing() { sed -E 's/"prefill_ms":[^,]*,//' "$1"; }
+    check "items deterministic across runs" cmp -s <(strip_timing "$e/items.jsonl") <(strip_timing "$tmp/eval2/items.jsonl")
+    check "summary deterministic across runs" cmp -s "$e/summary.json" "$tmp/eval2/summary.json"
+    check "16 distinct prompts" test "$(grep -o '"prompt_hash":"[0-9a-f]*"' "$e/items.jsonl" | sort -u | wc -l)" -eq 16
+    printf 'The first sentence of the file. A second one follows here! Is this the third?\n' >"$tmp/hay.txt"
+    expect 0 "" -- eval -m "$m" --ctx 384 --n-samples 1 --task niah_single_word --attention dense --haystack "$tmp/hay.txt" --out "$tmp/eval3"
+    check "haystack file named in summary" grep -q "hay.txt" "$tmp/eval3/summary.json"
+    expect 1 "--ctx 128 is too small for task niah_multiquery" -- eval -m "$m" --ctx 128 --task niah_multiquery --attention dense
+    expect 1 "cannot read haystack file" -- eval -m "$m" --ctx 512 --haystack "$tmp/missing.txt"
 else
     echo "cli_test: $models/stories260K.gguf absent: model runs skipped" >&2
 fi

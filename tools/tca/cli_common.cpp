@@ -30,6 +30,38 @@ Result<DType> parse_kv_type(const std::string& name) {
     return usage_error("--kv-type must be f32, f16 or bf16, got '%s'", name.c_str());
 }
 
+void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
+    flags.add_string("budget-file", &f->budget_file, "FILE", "tca: per-head budgets from tca calibrate");
+    flags.add_double("keep", &f->keep, "tca without --budget-file: kept fraction of candidate tokens for every head");
+    flags.add_int("block-size", &f->block_size, "tca: block size b (power of two)");
+    flags.add_int("local-window", &f->local_window, "tca: local window w (multiple of b)");
+    flags.add_double("alpha", &f->alpha, "tca: blend of mass and spread in the block score");
+    flags.add_string("mass-norm", &f->mass_norm, "M", "tca: block mass normalisation, max or none");
+    flags.add_int("kv-budget", &f->kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
+    flags.add_int("n-sink", &f->n_sink, "streaming: first tokens always kept");
+    flags.add_int("obs-window", &f->obs_window, "snapkv: last prompt queries that score the prompt");
+}
+
+Result<AttentionPolicy> policy_from_flags(const std::string& attention, const PolicyFlags& f) {
+    AttentionPolicy p;
+    TCA_ASSIGN_OR_RETURN(p.kind, parse_attention_kind(attention));
+    p.kv_budget = f.kv_budget;
+    p.n_sink = f.n_sink;
+    p.obs_window = f.obs_window;
+    if (p.kind != AttentionKind::kTca) return p;
+    SparseOptions o;
+    o.block_size = static_cast<int>(f.block_size);
+    o.local_window = static_cast<int>(f.local_window);
+    o.alpha = f.alpha;
+    TCA_ASSIGN_OR_RETURN(o.mass_norm, parse_mass_norm(f.mass_norm));
+    if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
+    Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
+    if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());
+    p.budgets.options = o;
+    p.uniform = *cfg;  // expanded to every layer and KV head by the engine
+    return p;
+}
+
 Result<Device> parse_device(const std::string& name) {
     if (name == "cpu") return Device::kCpu;
     if (name == "cuda") return Device::kCuda;

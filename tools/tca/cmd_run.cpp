@@ -16,35 +16,13 @@ namespace {
 
 struct RunFlags {
     std::string model, prompt, file, logits_out, tokenizer, kv_type, chat, system;
-    std::string attention = "dense", budget_file, stats_json, mass_norm = "max";
+    std::string attention = "dense", stats_json;
     std::string matmul_activations = "native", device = "cpu";
-    int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32;
-    double keep = 0.2, alpha = 0.5;
+    PolicyFlags policy;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
     double temp = 0.0, top_p = 0.95;
     bool bos = true, verbose = false;
 };
-
-// The attention policy from --attention and its options (--budget-file or --keep for tca).
-Result<AttentionPolicy> policy_from_flags(const RunFlags& f) {
-    AttentionPolicy p;
-    TCA_ASSIGN_OR_RETURN(p.kind, parse_attention_kind(f.attention));
-    p.kv_budget = f.kv_budget;
-    p.n_sink = f.n_sink;
-    p.obs_window = f.obs_window;
-    if (p.kind != AttentionKind::kTca) return p;
-    SparseOptions o;
-    o.block_size = static_cast<int>(f.block_size);
-    o.local_window = static_cast<int>(f.local_window);
-    o.alpha = f.alpha;
-    TCA_ASSIGN_OR_RETURN(o.mass_norm, parse_mass_norm(f.mass_norm));
-    if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
-    Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
-    if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());
-    p.budgets.options = o;
-    p.uniform = *cfg;  // expanded to every layer and KV head by the engine
-    return p;
-}
 
 Status run_main(const RunFlags& f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::string text, read_prompt(f.prompt, f.file, prompt_given));
@@ -62,7 +40,7 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     so.seed = static_cast<uint64_t>(f.seed);
     if (Status s = validate(so); !s.ok()) return Status(StatusCode::kUsage, "--" + s.message());
 
-    TCA_ASSIGN_OR_RETURN(AttentionPolicy policy, policy_from_flags(f));
+    TCA_ASSIGN_OR_RETURN(AttentionPolicy policy, policy_from_flags(f.attention, f.policy));
     if (f.matmul_activations != "native" && f.matmul_activations != "f32") {
         return usage_error("--matmul-activations must be f32 or native, got %s", f.matmul_activations.c_str());
     }
@@ -70,7 +48,7 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     eo.matmul_activations = f.matmul_activations == "f32" ? MatmulActivations::kF32
                                                           : MatmulActivations::kWeightDotType;
     eo.attention = std::move(policy);
-    eo.budget_file = f.budget_file;
+    eo.budget_file = f.policy.budget_file;
     eo.model_path = f.model;
     eo.tokenizer_path = f.tokenizer;
     eo.ctx_size = f.ctx_size;
@@ -190,15 +168,7 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_string("logits-out", &f.logits_out, "FILE",
                      "write float32 [n_prompt_tokens x n_vocab] logits, row i = after token i");
     flags.add_string("attention", &f.attention, "P", "attention policy: dense, tca, streaming, snapkv or oracle");
-    flags.add_string("budget-file", &f.budget_file, "FILE", "tca: per-head budgets from tca calibrate");
-    flags.add_double("keep", &f.keep, "tca without --budget-file: kept fraction of candidate tokens for every head");
-    flags.add_int("block-size", &f.block_size, "tca: block size b (power of two)");
-    flags.add_int("local-window", &f.local_window, "tca: local window w (multiple of b)");
-    flags.add_double("alpha", &f.alpha, "tca: blend of mass and spread in the block score");
-    flags.add_string("mass-norm", &f.mass_norm, "M", "tca: block mass normalisation, max or none");
-    flags.add_int("kv-budget", &f.kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
-    flags.add_int("n-sink", &f.n_sink, "streaming: first tokens always kept");
-    flags.add_int("obs-window", &f.obs_window, "snapkv: last prompt queries that score the prompt");
+    add_policy_flags(flags, &f.policy);
     flags.add_string("stats-json", &f.stats_json, "FILE", "write speed and KV-cache statistics as JSON");
     flags.add_bool("verbose", &f.verbose, "debug logging");
     if (std::optional<int> code = parse_flags(flags, args)) return *code;

@@ -11,11 +11,13 @@
 #include "core/dtype.h"
 #include "core/flags.h"
 #include "core/status.h"
+#include "sparse/attention_policy.h"
 
 namespace tca::cli {
 
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_calibrate(const std::vector<std::string>& args);
+int cmd_eval(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
@@ -30,6 +32,18 @@ Result<DType> parse_kv_type(const std::string& name);
 Result<Device> parse_device(const std::string& name);
 // The prompt from -p TEXT or -f FILE (exactly one).
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given);
+
+// The attention policy options shared by `tca run` and `tca eval` (--budget-file, --keep,
+// --block-size, --local-window, --alpha, --mass-norm, --kv-budget, --n-sink, --obs-window).
+struct PolicyFlags {
+    std::string budget_file, mass_norm = "max";
+    int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32;
+    double keep = 0.2, alpha = 0.5;
+};
+void add_policy_flags(FlagSet& flags, PolicyFlags* f);
+// The policy named `attention` (dense, tca, streaming, snapkv, oracle) with the options of
+// `f` (--keep for tca; a --budget-file is applied by the engine). Bad values are usage errors.
+Result<AttentionPolicy> policy_from_flags(const std::string& attention, const PolicyFlags& f);
 
 // Prints "tca: <message>" for an error status and maps it to an exit code (ok -> 0,
 // usage -> 2, else 1).

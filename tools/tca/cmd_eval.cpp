@@ -1,0 +1,170 @@
+// `tca eval`: RULER-style long-context evaluation (docs/eval.md). Dense and each listed
+// attention policy answer identical seeded items; stdout gets the markdown results table,
+// --out DIR gets items.jsonl, summary.json, summary.md and accuracy_vs_kv.png.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "commands.h"
+#include "core/flags.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "eval/eval_runner.h"
+
+namespace tca::cli {
+
+namespace {
+
+struct EvalFlags {
+    std::string model, task = "all", attention = "dense,tca", out, haystack, tokenizer, kv_type = "f32";
+    std::vector<int64_t> ctx = {4096};
+    int64_t n_samples = 10, seed = 0, threads = 0, max_answer_tokens = 0;
+    PolicyFlags policy;
+    bool bos = true, verbose = false;
+};
+
+Status write_text(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+    out.close();
+    if (!out) return io_error("cannot write %s", path.c_str());
+    return Status();
+}
+
+Status eval_main(const EvalFlags& f) {
+    if (f.model.empty()) return usage_error("a model is required (-m FILE)");
+    TCA_ASSIGN_OR_RETURN(const std::vector<EvalTask> tasks, parse_eval_tasks(f.task));
+    if (f.ctx.empty()) return usage_error("--ctx: no context size given");
+    for (int64_t c : f.ctx) {
+        if (c < 1 || c > (int64_t{1} << 30)) {
+            return usage_error("--ctx must be in [1, 2^30], got %lld", static_cast<long long>(c));
+        }
+    }
+    if (f.n_samples < 1 || f.n_samples > 1000000) {
+        return usage_error("--n-samples must be in [1, 1000000], got %lld", static_cast<long long>(f.n_samples));
+    }
+    if (f.seed < 0) return usage_error("--seed must be >= 0, got %lld", static_cast<long long>(f.seed));
+    if (f.max_answer_tokens < 0) {
+        return usage_error("--max-answer-tokens must be >= 0, got %lld",
+                           static_cast<long long>(f.max_answer_tokens));
+    }
+    TCA_ASSIGN_OR_RETURN(const DType kv_type, parse_kv_type(f.kv_type));
+
+    // One engine configuration per listed policy; --budget-file goes to tca only.
+    std::vector<EvalPolicy> policies;
+    bool has_tca = false;
+    for (const std::string& name : split(f.attention, ',')) {
+        for (const EvalPolicy& p : policies) {
+            if (p.name == name) return usage_error("--attention lists %s twice", name.c_str());
+        }
+        EvalPolicy p;
+        p.name = name;
+        TCA_ASSIGN_OR_RETURN(p.engine.attention, policy_from_flags(name, f.policy));
+        if (p.engine.attention.kind == AttentionKind::kTca) {
+            p.engine.budget_file = f.policy.budget_file;
+            has_tca = true;
+        }
+        p.engine.model_path = f.model;
+        p.engine.tokenizer_path = f.tokenizer;
+        p.engine.n_threads = static_cast<int>(f.threads);
+        p.engine.kv_dtype = kv_type;
+        policies.push_back(std::move(p));
+    }
+    if (policies.empty()) return usage_error("--attention: no policy given");
+    if (!f.policy.budget_file.empty() && !has_tca) {
+        return usage_error("--budget-file applies to tca, which --attention %s does not list",
+                           f.attention.c_str());
+    }
+
+    EvalRunOptions opt;
+    opt.tasks = tasks;
+    opt.ctxs = f.ctx;
+    opt.n_samples = f.n_samples;
+    opt.seed = static_cast<uint64_t>(f.seed);
+    opt.answer_tokens = f.max_answer_tokens;
+    opt.bos = f.bos;
+    if (f.haystack.empty()) {
+        opt.haystack = generated_haystack();
+    } else {
+        TCA_ASSIGN_OR_RETURN(opt.haystack, load_haystack(f.haystack));
+    }
+
+    std::ofstream items;
+    std::string items_path;
+    if (!f.out.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(f.out, ec);
+        if (ec) return io_error("cannot create output directory %s: %s", f.out.c_str(), ec.message().c_str());
+        items_path = f.out + "/items.jsonl";
+        items.open(items_path, std::ios::binary | std::ios::trunc);
+        if (!items) return io_error("cannot write %s", items_path.c_str());
+    }
+    std::vector<EvalRecord> records;
+    TCA_RETURN_IF_ERROR(run_eval(opt, policies, [&](const EvalRecord& r) -> Status {
+        records.push_back(r);
+        if (!items_path.empty()) {
+            items << record_json(r) << '\n';
+            items.flush();
+            if (!items) return io_error("cannot write %s", items_path.c_str());
+        }
+        TCA_LOG_DEBUG("%s ctx %lld %s sample %lld: score %.2f, kv %.3f, answer '%s'", r.task.c_str(),
+                      static_cast<long long>(r.ctx), r.policy.c_str(),
+                      static_cast<long long>(r.sample), r.score, r.kv_fraction, r.prediction.c_str());
+        return Status();
+    }));
+
+    const std::vector<EvalSummaryRow> rows = summarize(records);
+    const std::string table = summary_markdown(rows);
+    std::printf("%s", table.c_str());
+    if (!f.out.empty()) {
+        items.close();
+        if (!items) return io_error("cannot write %s", items_path.c_str());
+        TCA_RETURN_IF_ERROR(write_text(f.out + "/summary.json",
+                                       summary_json(rows, f.model, opt.seed, opt.haystack.source)));
+        TCA_RETURN_IF_ERROR(write_text(f.out + "/summary.md", table));
+        TCA_RETURN_IF_ERROR(write_png(f.out + "/accuracy_vs_kv.png", render_accuracy_chart(rows)));
+        TCA_LOG_INFO("wrote %s/{items.jsonl, summary.json, summary.md, accuracy_vs_kv.png}", f.out.c_str());
+    }
+    return Status();
+}
+
+}  // namespace
+
+int cmd_eval(const std::vector<std::string>& args) {
+    EvalFlags f;
+    FlagSet flags("tca eval",
+                  "RULER-style long-context evaluation (docs/eval.md): seeded needle-in-a-haystack,\n"
+                  "variable-tracking and common-words items, fitted to each --ctx, answered greedily\n"
+                  "by every --attention policy on identical prompts and scored by string_match_all.\n"
+                  "stdout: a markdown table per (task, ctx, policy) of accuracy and KV fraction.");
+    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory");
+    flags.add_alias("-m", "model");
+    flags.add_string("task", &f.task, "T,...",
+                     "tasks: all, niah_single (its 3 value types), niah_single_number, "
+                     "niah_single_word, niah_single_uuid, niah_multikey, niah_multivalue, "
+                     "niah_multiquery, variable_tracking, common_words");
+    flags.add_int_list("ctx", &f.ctx, "context sizes in tokens (prompt + answer), k suffix = 1024");
+    flags.add_int("n-samples", &f.n_samples, "items per task and context (needle depths spread evenly over them)");
+    flags.add_int("seed", &f.seed, "item seed: the same seed gives the same items");
+    flags.add_string("attention", &f.attention, "P,...",
+                     "policies to compare: dense, tca, streaming, snapkv, oracle (all on the same items)");
+    add_policy_flags(flags, &f.policy);
+    flags.add_int("max-answer-tokens", &f.max_answer_tokens,
+                  "greedy answer tokens per item (0 = per task: niah 32, uuid 48, multivalue and "
+                  "multiquery 64, variable tracking 32, common words 96)");
+    flags.add_string("haystack", &f.haystack, "FILE",
+                     "text that fills the context (e.g. the KJV bible, docs/eval.md); default: "
+                     "generated filler sentences");
+    flags.add_string("out", &f.out, "DIR",
+                     "write items.jsonl, summary.json, summary.md and accuracy_vs_kv.png into DIR");
+    flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
+    flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16");
+    flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
+    flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
+    flags.add_bool("verbose", &f.verbose, "debug logging (each item's answer)");
+    if (std::optional<int> code = parse_flags(flags, args)) return *code;
+    if (f.verbose) set_log_level(LogLevel::kDebug);
+    return report_error(eval_main(f));
+}
+
+}  // namespace tca::cli
