@@ -19,7 +19,7 @@ namespace tca::test {
 namespace {
 
 // Bytes from a view's first element to one past its last (strided views: the whole span).
-size_t span_bytes(const TensorView& t) {
+[[maybe_unused]] size_t span_bytes(const TensorView& t) {
     if (t.empty() || t.ndim == 0) return 0;
     int64_t last = 0;
     for (int i = 0; i < t.ndim; ++i) {
