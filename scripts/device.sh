@@ -33,6 +33,12 @@ pack() {
     cp build/release/tests/tca_cuda_tests build/release/tca_gpu_bench "$PKG"/
     strip "$PKG"/tca_cuda_tests "$PKG"/tca_gpu_bench
     cp bench/gpu_peer.py bench/gpu_report.py "$PKG"/
+    # Models for the GPU engine test (tests/cuda/engine_cuda_test.cpp reads TCA_MODELS_DIR).
+    local shared=${TCA_SHARED_DIR:-../shared}
+    if [ -f "$shared/models/stories260K.gguf" ]; then
+        mkdir -p "$PKG"/models
+        cp "$shared"/models/stories260K.gguf "$shared"/models/stories260K-q8_0.gguf "$PKG"/models/
+    fi
     git rev-parse --short HEAD >"$PKG"/GIT_SHA 2>/dev/null || echo unknown >"$PKG"/GIT_SHA
     if ! git diff --quiet HEAD -- 2>/dev/null; then
         sed -i 's/$/-dirty/' "$PKG"/GIT_SHA
@@ -70,7 +76,7 @@ run_tests() {
     local out=$1 memcheck=$2
     echo "== tca_cuda_tests"
     local rc=0
-    timeout 120 "$PKG"/tca_cuda_tests --gtest_output=json:"$out"/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
+    TCA_MODELS_DIR="$PWD/$PKG/models" timeout 120 "$PKG"/tca_cuda_tests --gtest_output=json:"$out"/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
     # Summary: the verdict lines and every failure with its first message line.
     grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tca_cuda_tests:' "$out"/cuda_tests.log | tail -n 40
     if [ $rc -ne 0 ]; then
