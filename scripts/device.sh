@@ -27,23 +27,32 @@ MEMCHECK_DEFAULT="*AttentionDenseParity*:*SparsePrefillParity*:*DecodeAttentionP
 pack() {
     set -e
     cmake --preset release >/dev/null
-    cmake --build build/release --target tca_cuda_tests tca_gpu_bench
-    rm -rf "$PKG"
-    mkdir -p "$PKG"
-    cp build/release/tests/tca_cuda_tests build/release/tca_gpu_bench "$PKG"/
-    strip "$PKG"/tca_cuda_tests "$PKG"/tca_gpu_bench
-    cp bench/gpu_peer.py bench/gpu_report.py "$PKG"/
+    cmake --build build/release --target tca tca_cuda_tests tca_gpu_bench
+    local stage
+    stage=$(mktemp -d)
+    cp build/release/tests/tca_cuda_tests build/release/tca_gpu_bench build/release/tca "$stage"/
+    strip "$stage"/tca_cuda_tests "$stage"/tca_gpu_bench "$stage"/tca
+    cp bench/gpu_peer.py bench/gpu_report.py "$stage"/
+    # The GPU machine has no ICU (no Debian -dev or runtime package): carry this machine's.
+    mkdir -p "$stage"/lib
+    for lib in $(ldd build/release/tca | awk '/libicu/ {print $3}'); do cp -L "$lib" "$stage"/lib/; done
     # Models for the GPU engine test (tests/cuda/engine_cuda_test.cpp reads TCA_MODELS_DIR).
     local shared=${TCA_SHARED_DIR:-../shared}
     if [ -f "$shared/models/stories260K.gguf" ]; then
-        mkdir -p "$PKG"/models
-        cp "$shared"/models/stories260K.gguf "$shared"/models/stories260K-q8_0.gguf "$PKG"/models/
+        mkdir -p "$stage"/models
+        cp "$shared"/models/stories260K.gguf "$shared"/models/stories260K-q8_0.gguf "$stage"/models/
     fi
-    git rev-parse --short HEAD >"$PKG"/GIT_SHA 2>/dev/null || echo unknown >"$PKG"/GIT_SHA
+    git rev-parse --short HEAD >"$stage"/GIT_SHA 2>/dev/null || echo unknown >"$stage"/GIT_SHA
     if ! git diff --quiet HEAD -- 2>/dev/null; then
-        sed -i 's/$/-dirty/' "$PKG"/GIT_SHA
+        sed -i 's/$/-dirty/' "$stage"/GIT_SHA
     fi
-    ls -l "$PKG"
+    ls -l "$stage"
+    # One xz bundle: the binaries' CUDA fat binaries and ICU's data compress about 2x, which
+    # keeps the call under its 64 MiB carry limit.
+    rm -rf "$PKG"
+    mkdir -p "$PKG"
+    tar -C "$stage" -cf - . | xz -T2 -6 >"$PKG"/bundle.tar.xz
+    rm -rf "$stage"
     local kib
     kib=$(du -sk "$PKG" | cut -f1)
     echo "device.sh: $PKG is $((kib / 1024)) MiB (the whole call carries at most 64 MiB)"
@@ -76,7 +85,7 @@ run_tests() {
     local out=$1 memcheck=$2
     echo "== tca_cuda_tests"
     local rc=0
-    TCA_MODELS_DIR="$PWD/$PKG/models" timeout 120 "$PKG"/tca_cuda_tests --gtest_output=json:"$out"/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
+    TCA_MODELS_DIR="$PKG/models" timeout 120 "$PKG"/tca_cuda_tests --gtest_output=json:/tmp/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
     # Summary: the verdict lines and every failure with its first message line.
     grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tca_cuda_tests:' "$out"/cuda_tests.log | tail -n 40
     if [ $rc -ne 0 ]; then
@@ -128,11 +137,34 @@ run_bench() {
     return $rc
 }
 
+# The GPU engine end to end: tca run --device cuda on stories260K, then random-weight Llama /
+# Qwen2 models from transformers (tools/hf_compare) compared on the CPU and the GPU.
+run_engine() {
+    local out=$1
+    echo "== engine"
+    {
+        for m in stories260K.gguf stories260K-q8_0.gguf; do
+            for att in dense tca; do
+                echo "-- tca run $m --device cuda --attention $att"
+                timeout 60 "$PKG"/tca run -m "$PKG/models/$m" -p "Once upon a time" -n 32 --temp 0 \
+                    --device cuda --attention $att --block-size 8 --local-window 16 2>&1 | tail -n 3
+                echo "-- same on the cpu"
+                timeout 60 "$PKG"/tca run -m "$PKG/models/$m" -p "Once upon a time" -n 32 --temp 0 \
+                    --device cpu --attention $att --block-size 8 --local-window 16 2>&1 | tail -n 3
+            done
+        done
+        echo "-- transformers comparison"
+        PYTHONUNBUFFERED=1 timeout 120 python3 tools/hf_compare/hf_logits.py --out /tmp/hfcmp &&
+            PYTHONUNBUFFERED=1 timeout 120 python3 tools/hf_compare/compare.py --tca "$PKG"/tca --dir /tmp/hfcmp
+        echo "hf compare exit code $?"
+    } 2>&1 | tee "$out"/engine.log | tail -n 40
+}
+
 run_mode() {
     local what=all memcheck="" quick=0 bench_args=()
     while [ $# -gt 0 ]; do
         case "$1" in
-            tests|bench|all) what=$1 ;;
+            tests|bench|engine|all) what=$1 ;;
             --memcheck) memcheck="$MEMCHECK_DEFAULT" ;;
             --memcheck=*) memcheck="${1#--memcheck=}" ;;
             --quick) quick=1 ;;
@@ -143,24 +175,32 @@ run_mode() {
     done
     local out=${OUT:-$PWD/.device-out}
     mkdir -p "$out"
+    if [ -f "$PKG"/bundle.tar.xz ]; then
+        local dir=/tmp/tca-device
+        rm -rf "$dir" && mkdir -p "$dir" && xz -dc "$PKG"/bundle.tar.xz | tar -C "$dir" -xf - || return 1
+        PKG=$dir
+    fi
     if [ ! -x "$PKG"/tca_cuda_tests ] || [ ! -x "$PKG"/tca_gpu_bench ]; then
         echo "device.sh: $PKG/ is missing its binaries: run 'scripts/device.sh pack' here and carry .device" >&2
         return 2
     fi
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-    export LD_LIBRARY_PATH="$(cublas_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$PKG/lib:$(cublas_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     {
         echo "git $(cat "$PKG"/GIT_SHA 2>/dev/null)"
         nvidia-smi
         echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     } 2>&1 | tee "$out"/nvidia-smi.txt
     local rc=0 r
-    if [ "$what" != bench ]; then
+    if [ "$what" = all ] || [ "$what" = tests ]; then
         run_tests "$out" "$memcheck"
         r=$?
         [ $rc -eq 0 ] && rc=$r
     fi
-    if [ "$what" != tests ]; then
+    if [ "$what" = all ] || [ "$what" = engine ]; then
+        run_engine "$out"
+    fi
+    if [ "$what" = all ] || [ "$what" = bench ]; then
         run_bench "$out" "$quick" "${bench_args[@]}"
         r=$?
         [ $rc -eq 0 ] && rc=$r
