@@ -118,7 +118,15 @@ Result<ModelConfig> config_from_hf_json(const std::string& text, const std::stri
         if (c.arch != ModelArch::kQwen2) TCA_RETURN_IF_ERROR(r.bool_field("attention_bias", &c.attn_bias));
         TCA_RETURN_IF_ERROR(r.token_field("bos_token_id", &c.bos_id));
         TCA_RETURN_IF_ERROR(r.token_field("eos_token_id", &c.eos_id));
+        // transformers >= 5 writes "rope_parameters" {rope_type, rope_theta, llama3 fields}
+        // instead of "rope_theta" + "rope_scaling"; both forms are read.
         auto rs = j.find("rope_scaling");
+        auto rp = j.find("rope_parameters");
+        if (rp != j.end() && !rp->is_null()) {
+            if (!rp->is_object()) return invalid_argument("%s: rope_parameters is not an object", name.c_str());
+            TCA_RETURN_IF_ERROR(r.float_field(*rp, "rope_theta", &c.rope_freq_base));
+            if (rs == j.end() || rs->is_null()) rs = rp;
+        }
         if (rs != j.end() && !rs->is_null()) {
             if (!rs->is_object()) return invalid_argument("%s: rope_scaling is not an object", name.c_str());
             std::string type;

@@ -290,6 +290,26 @@ TEST(HfConfig, LlamaQwenAndErrors) {
     EXPECT_EQ(c->eos_id, 128001);
     EXPECT_FALSE(c->attn_bias);
 
+    // transformers >= 5: rope_theta and the scaling live in "rope_parameters".
+    const std::string llama3_v5 = R"({
+      "model_type": "llama", "vocab_size": 128256, "hidden_size": 4096,
+      "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+      "intermediate_size": 14336, "rms_norm_eps": 1e-05,
+      "rope_parameters": {"rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192,
+                          "rope_type": "llama3"}})";
+    auto c5 = config_from_hf_json(llama3_v5, "llama3_v5.json");
+    ASSERT_TRUE(c5.ok()) << c5.status().to_string();
+    EXPECT_EQ(c5->rope_freq_base, 500000.0);
+    EXPECT_EQ(c5->rope_scaling.type, RopeScaling::Type::kLlama3);
+    EXPECT_EQ(c5->rope_scaling.original_context_length, 8192);
+    auto c6 = config_from_hf_json(R"({"model_type": "qwen2", "vocab_size": 1000, "hidden_size": 256,
+      "num_hidden_layers": 2, "num_attention_heads": 8, "intermediate_size": 512,
+      "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}})", "qwen_v5.json");
+    ASSERT_TRUE(c6.ok()) << c6.status().to_string();
+    EXPECT_EQ(c6->rope_freq_base, 1000000.0);
+    EXPECT_EQ(c6->rope_scaling.type, RopeScaling::Type::kNone);
+
     const std::string qwen = R"({"model_type": "qwen2", "vocab_size": 151936,
       "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
       "num_key_value_heads": 2, "intermediate_size": 4864, "rope_theta": 1000000.0,

@@ -297,6 +297,9 @@ Status launch_partial(DecodeArgs a, dim3 grid) {
     n_chunks = std::min<int64_t>(n_chunks, (a.cap + kMinSlotsPerChunk - 1) / kMinSlotsPerChunk);
     n_chunks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, 1024));
     grid.x = static_cast<unsigned>(n_chunks);
+    a.n_chunks = static_cast<int>(n_chunks);
+    a.part_acc = nullptr;
+    a.part_ml = nullptr;
     if (n_chunks > 1) {
         const size_t n_part = static_cast<size_t>(hkv * rows * n_chunks);
         TCA_ASSIGN_OR_RETURN(void* buf, scratch(n_part * static_cast<size_t>(d + 2) * sizeof(float), 0));
