@@ -124,6 +124,16 @@ size_t AttentionRunner::scratch_bytes() const {
 
 Status AttentionRunner::dense_attend(Device device, const TensorView& q, KvLayer& kv, int64_t pos0,
                                      const TensorView& out) {
+    // On the GPU a prompt batch runs on the tensor-core prefill kernel when the cache still
+    // holds every position in slot order (slot == position): always under the dense policy
+    // (it never compacts), and for the first batch on an empty cache under the others.
+    // Single tokens and compacted caches use the split-K kernel over the ragged cache.
+    const int64_t n = q.shape[1];
+    if (device == Device::kCuda && n > 1 && (policy_.kind == AttentionKind::kDense || pos0 == 0)) {
+        AttentionDenseParams p{q, slice(kv.k.view(), 1, 0, pos0 + n), slice(kv.v.view(), 1, 0, pos0 + n),
+                               out, pos0, 0.0f};
+        return ops::attention_dense(device, p);
+    }
     DecodeAttentionParams p{q, kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_slots.view(),
                             out, pos0, 0.0f};
     return ops::decode_attention(device, p);

@@ -161,7 +161,10 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
             for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
 #pragma unroll
             for (int t = 0; t < kSlotsPerStep; ++t) {
-                const float p = exp2f(sc[r][t] - mn);  // 0 for masked slots
+                // Masked slots add nothing, not even 0 * V: a masked row may hold NaN (a
+                // future or poisoned slot) and 0 * NaN would leak it into the output.
+                if (sc[r][t] == kNegInf) continue;
+                const float p = exp2f(sc[r][t] - mn);
                 l[r] += p;
 #pragma unroll
                 for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(p, kvc::chunk_elem<T>(vc[t], e), acc[r][e]);
