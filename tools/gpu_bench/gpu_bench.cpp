@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/cuda/attention_wgmma.h"
 #include "backend/cuda/cuda_runtime.h"
 #include "backend/ops.h"
 #include "core/flags.h"
@@ -290,6 +291,61 @@ Status bench_dense(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec
     Row r{"dense_prefill", L, -1, t, {}, ""};
     r.extra.emplace_back("flops", causal_flops(o, L));
     r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
+    rec.add(std::move(r));
+    return Status();
+}
+
+// The Hopper wgmma kernel (backend/cuda/attention_wgmma.h, not yet dispatched): its output is
+// first compared with ops::attention_dense (the validated mma.sync kernel) on the same inputs,
+// max |difference| over every element; the row fails when that exceeds 2e-2 or any value is
+// NaN/inf, else it is timed like dense_prefill.
+Status bench_dense_wgmma(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
+    TCA_ASSIGN_OR_RETURN(DevTensor out_w, dev_tensor(DType::kF32, {o.heads, L, o.head_dim}));
+    AttentionDenseParams pr{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
+    AttentionDenseParams pw{in.q.view, in.k.view, in.v.view, out_w.view, 0, 0.0f};
+    TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
+    TCA_RETURN_IF_ERROR(cuda::fill_bytes(out_w.buf.get(), 0xff, out_w.buf.bytes()));
+    TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, pr));
+    TCA_RETURN_IF_ERROR(cuda::attention_dense_wgmma(pw));
+    TCA_RETURN_IF_ERROR(cuda::synchronize());
+    const int64_t per_head = L * o.head_dim;
+    std::vector<float> want(static_cast<size_t>(per_head)), got(static_cast<size_t>(per_head));
+    double max_err = 0.0;
+    int64_t n_bad = 0, worst = -1;
+    for (int64_t h = 0; h < o.heads; ++h) {
+        TCA_RETURN_IF_ERROR(cuda::copy_to_host(want.data(), in.out.view.ptr<float>() + h * per_head,
+                                               want.size() * sizeof(float)));
+        TCA_RETURN_IF_ERROR(cuda::copy_to_host(got.data(), out_w.view.ptr<float>() + h * per_head,
+                                               got.size() * sizeof(float)));
+        for (size_t i = 0; i < got.size(); ++i) {
+            if (!std::isfinite(got[i])) {
+                ++n_bad;
+                continue;
+            }
+            const double e = std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i]));
+            if (e > max_err) {
+                max_err = e;
+                worst = h * per_head + static_cast<int64_t>(i);
+            }
+        }
+    }
+    std::printf("dense_prefill_wgmma L=%lld: max |wgmma - attention_dense| = %.3g (element %lld = "
+                "[head %lld, row %lld, col %lld]), non-finite %lld\n",
+                static_cast<long long>(L), max_err, static_cast<long long>(worst),
+                static_cast<long long>(worst < 0 ? -1 : worst / per_head),
+                static_cast<long long>(worst < 0 ? -1 : (worst % per_head) / o.head_dim),
+                static_cast<long long>(worst < 0 ? -1 : worst % o.head_dim),
+                static_cast<long long>(n_bad));
+    if (n_bad > 0 || !(max_err <= 2e-2)) {
+        return device_error("dense_prefill_wgmma: output differs from attention_dense: max abs "
+                            "error %.3g, %lld non-finite values", max_err,
+                            static_cast<long long>(n_bad));
+    }
+    TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return cuda::attention_dense_wgmma(pw); }));
+    Row r{"dense_prefill_wgmma", L, -1, t, {}, ""};
+    r.extra.emplace_back("flops", causal_flops(o, L));
+    r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
+    r.extra.emplace_back("max_abs_err_vs_dense", max_err);
     rec.add(std::move(r));
     return Status();
 }
@@ -626,6 +682,9 @@ int run(int argc, char** argv) {
         }
         if (o.dense) {
             if (Status s = bench_dense(o, L, *in, rec); !s.ok()) rec.fail(tag("dense_prefill", L, -1), s);
+            if (Status s = bench_dense_wgmma(o, L, *in, rec); !s.ok()) {
+                rec.fail(tag("dense_prefill_wgmma", L, -1), s);
+            }
         }
         if (o.tca) {
             auto w = make_tca_workspace(o, L);
