@@ -14,6 +14,11 @@
 #       memcheck.log, gpu_bench.jsonl, gpu_peer.jsonl, bench.log (both programs' output), gpu.md;
 #       logs are tee'd so they survive a timeout. --quick: fewer lengths and reps (a smoke run).
 #       Arguments after -- go to tca_gpu_bench (e.g. -- --lengths 8k,32k --keep 0.2).
+#   scripts/device.sh run engine-bench
+#       (GPU machine) the end-to-end benchmark, tools/e2e/run_e2e.sh: an 8B-shaped random-weight
+#       Llama generated on the device, tca dense vs tca (TTFT, decode, KV bytes) and transformers
+#       sdpa on the same weights; writes e2e.log, e2e.jsonl, e2e.md (about 5-9 minutes; not in
+#       "all"). E2E_LENGTHS / E2E_KEEP / E2E_BUDGET override its defaults.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -164,7 +169,7 @@ run_mode() {
     local what=all memcheck="" quick=0 bench_args=()
     while [ $# -gt 0 ]; do
         case "$1" in
-            tests|bench|engine|all) what=$1 ;;
+            tests|bench|engine|engine-bench|all) what=$1 ;;
             --memcheck) memcheck="$MEMCHECK_DEFAULT" ;;
             --memcheck=*) memcheck="${1#--memcheck=}" ;;
             --quick) quick=1 ;;
@@ -200,6 +205,11 @@ run_mode() {
     if [ "$what" = all ] || [ "$what" = engine ]; then
         run_engine "$out"
     fi
+    if [ "$what" = engine-bench ]; then
+        bash tools/e2e/run_e2e.sh "$PKG" "$out"
+        r=$?
+        [ $rc -eq 0 ] && rc=$r
+    fi
     if [ "$what" = all ] || [ "$what" = bench ]; then
         run_bench "$out" "$quick" "${bench_args[@]}"
         r=$?
@@ -215,7 +225,7 @@ case "${1:-}" in
     pack) shift; pack "$@" ;;
     run) shift; run_mode "$@" ;;
     *)
-        echo "usage: scripts/device.sh pack | run [tests|bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args]" >&2
+        echo "usage: scripts/device.sh pack | run [tests|bench|engine|engine-bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args]" >&2
         exit 2
         ;;
 esac
