@@ -120,6 +120,20 @@ TCA_FOR_EACH_OP(TCA_STAGING_DEFINE)
 TCA_FOR_EACH_MODEL_OP(TCA_STAGING_DEFINE)
 #undef TCA_STAGING_DEFINE
 
+#if TCA_HAVE_CUDA
+#define TCA_STAGING_WITH_DEFINE(name, Params)                                        \
+    Status run_staged_on_cuda_with(const Params& p, Status (*op)(const Params&)) {   \
+        return stage_and_run(p, [op](const Params& q) { return op(q); });            \
+    }
+#else
+#define TCA_STAGING_WITH_DEFINE(name, Params)                                        \
+    Status run_staged_on_cuda_with(const Params& p, Status (*)(const Params&)) {     \
+        return ops::name(Device::kCuda, p);                                          \
+    }
+#endif
+TCA_FOR_EACH_OP(TCA_STAGING_WITH_DEFINE)
+#undef TCA_STAGING_WITH_DEFINE
+
 // The naive twin for the CUDA backend: ops computed in f32 on the GPU use naive_f32;
 // attention_dense and sparse_prefill (bf16/f16 tensor cores) use ref::naive_lowp.
 namespace {

@@ -18,6 +18,14 @@ TCA_FOR_EACH_OP(TCA_STAGING_DECLARE)
 TCA_FOR_EACH_MODEL_OP(TCA_STAGING_DECLARE)
 #undef TCA_STAGING_DECLARE
 
+// Staged like run_staged_on_cuda, but runs `op` (an internal CUDA entry point such as
+// cuda::sparse_prefill_wgmma or cuda::attention_dense_mma) instead of the dispatch, so tests can
+// reach one kernel of an op directly. Without CUDA: the dispatch's "not available" error.
+#define TCA_STAGING_WITH_DECLARE(name, Params) \
+    Status run_staged_on_cuda_with(const Params& p, Status (*op)(const Params&));
+TCA_FOR_EACH_OP(TCA_STAGING_WITH_DECLARE)
+#undef TCA_STAGING_WITH_DECLARE
+
 // True when a CUDA device is usable in this process (cuda tests skip otherwise).
 bool cuda_device_available();
 

@@ -1,7 +1,8 @@
 // tca_gpu_bench: one layer of LLaMA-3.1-8B-shaped attention on the CUDA backend, timed with CUDA
-// events (median of --reps after --warmup): our dense causal prefill, the TCA prefill pipeline
-// per keep rate (each stage alone and the chain end to end), decode attention over a full cache
-// and a device-to-device copy as the bandwidth ceiling. One JSON line per result (--out), a short
+// events (median of --reps after --warmup): our dense causal prefill (the dispatch, i.e. the
+// wgmma kernel on Hopper, and the mma.sync kernel alone), the TCA prefill pipeline per keep rate
+// (each stage alone and the chain end to end), decode attention over a full cache and a
+// device-to-device copy as the bandwidth ceiling. One JSON line per result (--out), a short
 // table at the end; bench/gpu_peer.py measures the PyTorch peers in the same run and
 // bench/gpu_report.py turns both files into the P1-P4/P8 ratios (docs/performance.md).
 //
@@ -19,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/cuda/attention_prefill.h"
 #include "backend/cuda/attention_wgmma.h"
 #include "backend/cuda/cuda_runtime.h"
 #include "backend/ops.h"
@@ -281,71 +283,96 @@ double causal_flops(const Options& o, int64_t L) {
            static_cast<double>(L) * static_cast<double>(L + 1) / 2.0;
 }
 
+// Output of two runs on the same inputs compared over every element: max |got - want| and the
+// count of non-finite values in got. Prints one line naming the worst element.
+struct OutputDiff {
+    double max_err = 0.0;
+    int64_t n_bad = 0;
+};
+Result<OutputDiff> compare_outputs(const Options& o, int64_t L, const TensorView& got,
+                                   const TensorView& want, const char* what) {
+    const int64_t per_head = L * o.head_dim;
+    std::vector<float> w(static_cast<size_t>(per_head)), g(static_cast<size_t>(per_head));
+    OutputDiff d;
+    int64_t worst = -1;
+    for (int64_t h = 0; h < o.heads; ++h) {
+        TCA_RETURN_IF_ERROR(cuda::copy_to_host(w.data(), want.ptr<float>() + h * per_head,
+                                               w.size() * sizeof(float)));
+        TCA_RETURN_IF_ERROR(cuda::copy_to_host(g.data(), got.ptr<float>() + h * per_head,
+                                               g.size() * sizeof(float)));
+        for (size_t i = 0; i < g.size(); ++i) {
+            if (!std::isfinite(g[i])) {
+                ++d.n_bad;
+                continue;
+            }
+            const double e = std::fabs(static_cast<double>(g[i]) - static_cast<double>(w[i]));
+            if (e > d.max_err) {
+                d.max_err = e;
+                worst = h * per_head + static_cast<int64_t>(i);
+            }
+        }
+    }
+    std::printf("%s L=%lld: max abs diff = %.3g (element %lld = [head %lld, row %lld, col %lld]), "
+                "non-finite %lld\n",
+                what, static_cast<long long>(L), d.max_err, static_cast<long long>(worst),
+                static_cast<long long>(worst < 0 ? -1 : worst / per_head),
+                static_cast<long long>(worst < 0 ? -1 : (worst % per_head) / o.head_dim),
+                static_cast<long long>(worst < 0 ? -1 : worst % o.head_dim),
+                static_cast<long long>(d.n_bad));
+    return d;
+}
+
+// dense_prefill: ops::attention_dense, i.e. the public dispatch (the Hopper wgmma kernel where
+// it applies, attention_wgmma.h; else the mma.sync kernel). Before timing, its output is
+// compared with the mma.sync kernel alone (cuda::attention_dense_mma, attention_prefill.h) on
+// the same inputs, max |difference| over every element; the row fails when that exceeds 2e-2
+// or any value is NaN/inf. Extra fields: max_abs_err_vs_mma and wgmma (1 when the dispatch
+// runs the wgmma kernel on this device).
 Status bench_dense(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
     AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
     TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
     TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
     TCA_RETURN_IF_ERROR(cuda::synchronize());
     TCA_RETURN_IF_ERROR(check_finite(in.out.view, "attention_dense"));
+    double max_err = 0.0;
+    {
+        TCA_ASSIGN_OR_RETURN(DevTensor out_m, dev_tensor(DType::kF32, {o.heads, L, o.head_dim}));
+        AttentionDenseParams pm{in.q.view, in.k.view, in.v.view, out_m.view, 0, 0.0f};
+        TCA_RETURN_IF_ERROR(cuda::fill_bytes(out_m.buf.get(), 0xff, out_m.buf.bytes()));
+        TCA_RETURN_IF_ERROR(cuda::attention_dense_mma(pm));
+        TCA_RETURN_IF_ERROR(cuda::synchronize());
+        TCA_ASSIGN_OR_RETURN(OutputDiff d, compare_outputs(o, L, in.out.view, out_m.view,
+                                                           "dense_prefill (dispatch) vs mma.sync"));
+        if (d.n_bad > 0 || !(d.max_err <= 2e-2)) {
+            return device_error("dense_prefill: output differs from the mma.sync kernel: max abs "
+                                "error %.3g, %lld non-finite values", d.max_err,
+                                static_cast<long long>(d.n_bad));
+        }
+        max_err = d.max_err;
+    }
     TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return ops::attention_dense(Device::kCuda, p); }));
     Row r{"dense_prefill", L, -1, t, {}, ""};
     r.extra.emplace_back("flops", causal_flops(o, L));
     r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
+    r.extra.emplace_back("max_abs_err_vs_mma", max_err);
+    r.extra.emplace_back("wgmma", cuda::attention_wgmma_available() ? 1.0 : 0.0);
     rec.add(std::move(r));
     return Status();
 }
 
-// The Hopper wgmma kernel (backend/cuda/attention_wgmma.h, not yet dispatched): its output is
-// first compared with ops::attention_dense (the validated mma.sync kernel) on the same inputs,
-// max |difference| over every element; the row fails when that exceeds 2e-2 or any value is
-// NaN/inf, else it is timed like dense_prefill.
-Status bench_dense_wgmma(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
-    TCA_ASSIGN_OR_RETURN(DevTensor out_w, dev_tensor(DType::kF32, {o.heads, L, o.head_dim}));
-    AttentionDenseParams pr{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
-    AttentionDenseParams pw{in.q.view, in.k.view, in.v.view, out_w.view, 0, 0.0f};
+// dense_prefill_mma: the mma.sync kernel alone (cuda::attention_dense_mma, the dispatch's
+// fallback and, before the wgmma kernel, dense_prefill itself): every element written and
+// finite, then timed like dense_prefill.
+Status bench_dense_mma(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
+    AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
     TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
-    TCA_RETURN_IF_ERROR(cuda::fill_bytes(out_w.buf.get(), 0xff, out_w.buf.bytes()));
-    TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, pr));
-    TCA_RETURN_IF_ERROR(cuda::attention_dense_wgmma(pw));
+    TCA_RETURN_IF_ERROR(cuda::attention_dense_mma(p));
     TCA_RETURN_IF_ERROR(cuda::synchronize());
-    const int64_t per_head = L * o.head_dim;
-    std::vector<float> want(static_cast<size_t>(per_head)), got(static_cast<size_t>(per_head));
-    double max_err = 0.0;
-    int64_t n_bad = 0, worst = -1;
-    for (int64_t h = 0; h < o.heads; ++h) {
-        TCA_RETURN_IF_ERROR(cuda::copy_to_host(want.data(), in.out.view.ptr<float>() + h * per_head,
-                                               want.size() * sizeof(float)));
-        TCA_RETURN_IF_ERROR(cuda::copy_to_host(got.data(), out_w.view.ptr<float>() + h * per_head,
-                                               got.size() * sizeof(float)));
-        for (size_t i = 0; i < got.size(); ++i) {
-            if (!std::isfinite(got[i])) {
-                ++n_bad;
-                continue;
-            }
-            const double e = std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i]));
-            if (e > max_err) {
-                max_err = e;
-                worst = h * per_head + static_cast<int64_t>(i);
-            }
-        }
-    }
-    std::printf("dense_prefill_wgmma L=%lld: max |wgmma - attention_dense| = %.3g (element %lld = "
-                "[head %lld, row %lld, col %lld]), non-finite %lld\n",
-                static_cast<long long>(L), max_err, static_cast<long long>(worst),
-                static_cast<long long>(worst < 0 ? -1 : worst / per_head),
-                static_cast<long long>(worst < 0 ? -1 : (worst % per_head) / o.head_dim),
-                static_cast<long long>(worst < 0 ? -1 : worst % o.head_dim),
-                static_cast<long long>(n_bad));
-    if (n_bad > 0 || !(max_err <= 2e-2)) {
-        return device_error("dense_prefill_wgmma: output differs from attention_dense: max abs "
-                            "error %.3g, %lld non-finite values", max_err,
-                            static_cast<long long>(n_bad));
-    }
-    TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return cuda::attention_dense_wgmma(pw); }));
-    Row r{"dense_prefill_wgmma", L, -1, t, {}, ""};
+    TCA_RETURN_IF_ERROR(check_finite(in.out.view, "attention_dense_mma"));
+    TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return cuda::attention_dense_mma(p); }));
+    Row r{"dense_prefill_mma", L, -1, t, {}, ""};
     r.extra.emplace_back("flops", causal_flops(o, L));
     r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
-    r.extra.emplace_back("max_abs_err_vs_dense", max_err);
     rec.add(std::move(r));
     return Status();
 }
@@ -682,8 +709,8 @@ int run(int argc, char** argv) {
         }
         if (o.dense) {
             if (Status s = bench_dense(o, L, *in, rec); !s.ok()) rec.fail(tag("dense_prefill", L, -1), s);
-            if (Status s = bench_dense_wgmma(o, L, *in, rec); !s.ok()) {
-                rec.fail(tag("dense_prefill_wgmma", L, -1), s);
+            if (Status s = bench_dense_mma(o, L, *in, rec); !s.ok()) {
+                rec.fail(tag("dense_prefill_mma", L, -1), s);
             }
         }
         if (o.tca) {

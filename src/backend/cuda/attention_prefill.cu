@@ -11,6 +11,10 @@
 // K/V that are f32, or 16-bit but not 16-byte aligned per row, are first converted into a
 // contiguous 16-bit scratch copy (cuda::scratch); q is converted when its tile is loaded.
 //
+// Dispatch: cuda::attention_dense / cuda::sparse_prefill run the Hopper wgmma kernel
+// (attention_wgmma.cu) where it applies and fall back to this kernel (attention_dense_mma /
+// sparse_prefill_mma, attention_prefill.h) only when it returns unsupported.
+//
 // sparse_prefill: query i (position pos = q_pos0 + i) sees the global slots s with
 // global_pos[s] < v(pos) * b (a prefix hi(pos) of the ascending list, found by binary search)
 // and the band [v(pos) * b, pos] of k/v, one online softmax over both. The CTA walks the global
@@ -24,6 +28,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backend/cuda/attention_prefill.h"
+#include "backend/cuda/attention_wgmma.h"
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
@@ -582,7 +588,7 @@ Status check_sizes(const TensorView& q, const TensorView& k, const char* op) {
 
 }  // namespace
 
-Status attention_dense(const AttentionDenseParams& p) {
+Status attention_dense_mma(const AttentionDenseParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const char* op = "attention_dense";
     if (p.q.shape[0] == 0 || p.q.shape[1] == 0) return Status();
@@ -595,7 +601,7 @@ Status attention_dense(const AttentionDenseParams& p) {
     return run_prefill<__nv_bfloat16, false>(a, p.q, p.k, p.v, nullptr, nullptr, p.out, p.scale, op);
 }
 
-Status sparse_prefill(const SparsePrefillParams& p) {
+Status sparse_prefill_mma(const SparsePrefillParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const char* op = "sparse_prefill";
     if (p.q.shape[0] == 0 || p.q.shape[1] == 0) return Status();
@@ -617,6 +623,20 @@ Status sparse_prefill(const SparsePrefillParams& p) {
     }
     return run_prefill<__nv_bfloat16, true>(a, p.q, p.k, p.v, &p.k_global, &p.v_global, p.out,
                                             p.scale, op);
+}
+
+// The public ops: the wgmma kernel first; the mma.sync kernel only where wgmma is unsupported
+// (any other error of the wgmma path is returned as is).
+Status attention_dense(const AttentionDenseParams& p) {
+    const Status st = attention_dense_wgmma(p);
+    if (st.code() != StatusCode::kUnsupported) return st;
+    return attention_dense_mma(p);
+}
+
+Status sparse_prefill(const SparsePrefillParams& p) {
+    const Status st = sparse_prefill_wgmma(p);
+    if (st.code() != StatusCode::kUnsupported) return st;
+    return sparse_prefill_mma(p);
 }
 
 }  // namespace tca::cuda

@@ -1,8 +1,9 @@
-// Hopper (sm_90a) warpgroup-MMA attention kernels (attention_wgmma.cu): internal entry points,
-// not yet behind the public dispatch. Each validates its Params, then returns unsupported
-// (Status code kUnsupported) for what it does not handle — head_dim other than 64/128, K/V not
-// bf16 with 16-byte-aligned rows, q/out rows misaligned, a device that is not compute
-// capability 9.0 — so the caller falls back to the mma.sync kernel (attention_prefill.cu).
+// Hopper (sm_90a) warpgroup-MMA attention kernels (attention_wgmma.cu): internal entry points
+// behind the public dispatch (cuda::attention_dense / cuda::sparse_prefill try them first). Each
+// validates its Params, then returns unsupported (Status code kUnsupported) for what it does not
+// handle — head_dim other than 64/128, K/V not bf16 with 16-byte-aligned rows, q/out rows
+// misaligned, a device that is not compute capability 9.0 — and the dispatch falls back to the
+// mma.sync kernel (attention_prefill.h: attention_dense_mma / sparse_prefill_mma).
 #pragma once
 
 #include "backend/ops.h"

@@ -7,7 +7,9 @@
 //
 // Numerics (docs/numerics.md, "CUDA"): attention_dense and sparse_prefill run on bf16 tensor
 // cores (q, K, V and the probabilities P rounded to bf16, or to f16 when K/V are stored as f16;
-// f32 accumulation and softmax); every other op computes in f32 like the CPU backend.
+// f32 accumulation and softmax) — the Hopper wgmma kernel where it applies (attention_wgmma.h),
+// else the mma.sync kernel (attention_prefill.h); every other op computes in f32 like the CPU
+// backend.
 // All ops are asynchronous on the backend's stream (cuda::stream()); errors of a launch are
 // returned, errors inside a kernel surface at the next synchronize().
 #pragma once
