@@ -1,19 +1,33 @@
 // cuda::decode_attention (tca-method M7): attention over the ragged compacted KV cache, split-K
 // flash-decoding in f32 (docs/numerics.md: compared with naive float32 loops).
 //
-// Work item = one CTA per (chunk of slots, tile of R query rows, KV head). The rows of a KV head
-// are its G query heads x n_q queries (row r: query head h * G + r % G, query r / G); with
-// n_q = 1 one tile holds all G rows, so every K/V row is read once. Inside a CTA (4 warps)
-// a "group" of LPR lanes owns one slot row at a time, each lane 8 consecutive elements (one
-// 16-byte load for f16/bf16); a group walks T = 4 consecutive slots per step (8 x 16-byte K
-// and V loads in flight per lane), strided over the groups of the CTA so a warp reads a
-// contiguous span. Scores are reduced across the group by shuffles, softmax is online in the
-// log2 domain (q pre-scaled by scale * log2(e)). Groups of a warp merge by shuffles, warps
-// through shared memory (fixed order: deterministic). The chunks of a head split n_slots[h]
-// (read on the device) evenly; a second kernel merges the chunks' (max, sum, acc[d]).
+// Design (memory-bound: K + V are read once, the goal is >= 80% of copy bandwidth).
+// Work item = one CTA (4 warps) per (chunk of slots, tile of R query rows, KV head). The rows
+// of a KV head are its G query heads x n_q queries (row r: query head h * G + r % G, query
+// r / G); with n_q = 1 one tile holds all G rows, so every K/V row is read once.
+//  - The chunk count fills exactly one wave of resident CTAs (floor, not ceil: no tail wave);
+//    the chunks split the visible n_slots[h] (read on the device) evenly, every warp of a CTA
+//    owns a contiguous quarter of its chunk.
+//  - Memory in flight: each warp streams its slots through a private kStages-deep cp.async
+//    ring in shared memory (16-byte cp.async.cg per lane; slot positions by 4-byte cp.async).
+//    Each lane copies exactly the bytes it later reads, so the ring needs no barrier at all:
+//    cp.async.wait_group on the lane's own groups orders it. With kStages = 3 a warp keeps two
+//    steps (2 x 4 KB of bf16 K/V for d = 128) in flight while it computes the third; with
+//    4 CTAs/SM that is ~128 KB per SM in flight, well above the ~30 KB Little's law asks.
+//    Unaligned K/V (no 16-byte vectors) falls back to plain loads stored into the same ring.
+//  - Compute per step: a group of LPR lanes owns one slot row (8 elements per lane), T = 4
+//    slots per group per step; the scores of all R rows come from one K read, are reduced by
+//    shuffles, the running max is rescaled once per step; P stays in registers; exp2 is the
+//    single ex2.approx.ftz instruction (q pre-scaled by scale * log2(e)).
+//  - Groups of a warp merge by shuffles, warps through shared memory (the ring reused; fixed
+//    order: deterministic); a second kernel merges the chunks' (max, sum, acc[d]) with the
+//    chunk weights computed once in shared memory and several chunks summed per element in
+//    parallel.
+// Predicted: bound by HBM, ~3.3-3.6 TB/s for bf16 d = 128 at 32K-128K slots (about 40 us at
+// 32K, 150-160 us at 128K for 8 KV heads), instruction issue about half of that time.
 //
-// Query i sees slot s iff s < n_slots[h] and slot_pos[h, s] <= q_pos0 + i. No visible slot:
-// output exactly 0 (as the reference).
+// Query i sees slot s iff s < n_slots[h] and slot_pos[h, s] <= q_pos0 + i; masked slots add
+// nothing (not even 0 * NaN). No visible slot: output exactly 0 (as the reference).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -32,7 +46,10 @@ using kvc::Kv;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kSlotsPerStep = 4;  // T: slots per group per step
-constexpr int kMinSlotsPerChunk = 64;
+constexpr int kStages = 3;        // cp.async ring depth per warp
+constexpr int kMinSlotsPerChunk = 128;
+constexpr int kCombineThreads = 512;
+constexpr int kMaxChunks = 1024;
 constexpr float kNegInf = -INFINITY;
 
 struct DecodeArgs {
@@ -56,18 +73,68 @@ struct DecodeArgs {
     bool vec_k, vec_v;
 };
 
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// 2^x in one instruction (x <= 0 here; -inf -> 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Per-warp ring layout, in uint4 units: [stage][t][K, V][vec][lane], then the positions as
+// int32 [stage][t][lane].
+template <Kv T>
+struct Ring {
+    static constexpr int kVecs = Chunk8<T>::kVecs;
+    static constexpr int kKvPerStage = kSlotsPerStep * 2 * kVecs * 32;  // uint4
+    static constexpr int kKvBytes = kStages * kKvPerStage * 16;
+    static constexpr int kPosBytes = kStages * kSlotsPerStep * 32 * 4;
+    static constexpr int kWarpBytes = kKvBytes + kPosBytes;
+    static constexpr int kBytes = kWarps * kWarpBytes;
+};
+
+template <int R>
+constexpr int merge_bytes() {
+    return kWarps * R * (256 + 2) * 4;
+}
+
+template <int R, Kv T>
+constexpr int smem_bytes() {
+    return std::max(Ring<T>::kBytes, merge_bytes<R>());
+}
+
+template <int R>
+constexpr int min_blocks() {
+    return R <= 4 ? 4 : 2;
+}
+
 template <int LPR, int R, Kv T>
-__global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeArgs a) {
+__global__ void __launch_bounds__(kThreads, min_blocks<R>()) decode_partial_kernel(const DecodeArgs a) {
+    constexpr int kT = kSlotsPerStep;
     constexpr int kGroupsPerWarp = 32 / LPR;
-    constexpr int kGroups = kWarps * kGroupsPerWarp;
-    constexpr int kStep = kGroups * kSlotsPerStep;  // slots per CTA step
-    __shared__ float sm_acc[kWarps][R][256];
-    __shared__ float sm_m[kWarps][R], sm_l[kWarps][R];
+    constexpr int kWarpStep = kGroupsPerWarp * kT;  // slots per warp step
+    constexpr int kVecs = Chunk8<T>::kVecs;
+    using RingT = Ring<T>;
+    extern __shared__ uint4 smem_raw[];
 
     const int h = blockIdx.z, tile = blockIdx.y, c = blockIdx.x;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int gw = lane / LPR;  // group within the warp
-    const int sub = lane % LPR; // 8-element chunk of the row this lane owns
+    const int gw = lane / LPR;   // group within the warp
+    const int sub = lane % LPR;  // 8-element chunk of the row this lane owns
     const int d = a.d;
     const bool act = sub < d / 8;
 
@@ -79,6 +146,10 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
         s0 = static_cast<int>(static_cast<int64_t>(ns) * c / nc_eff);
         s1 = static_cast<int>(static_cast<int64_t>(ns) * (c + 1) / nc_eff);
     }
+    // This warp's contiguous part of the chunk.
+    const int wb = s0 + static_cast<int>(static_cast<int64_t>(s1 - s0) * warp / kWarps);
+    const int we = s0 + static_cast<int>(static_cast<int64_t>(s1 - s0) * (warp + 1) / kWarps);
+    const int nsteps = (we - wb + kWarpStep - 1) / kWarpStep;  // warp-uniform
 
     // Query rows of this tile, pre-scaled.
     float q[R][8];
@@ -103,75 +174,134 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
         for (int e = 0; e < 8; ++e) acc[r][e] = 0.0f;
     }
 
-    const char* kbase = static_cast<const char*>(a.k);
-    const char* vbase = static_cast<const char*>(a.v);
     const size_t es = T == Kv::kF32 ? 4 : 2;
     const int32_t* spos = a.slot_pos + static_cast<int64_t>(h) * a.sp_s0;
-    const void* khead = kbase + static_cast<int64_t>(h) * a.k_s0 * static_cast<int64_t>(es);
-    const void* vhead = vbase + static_cast<int64_t>(h) * a.v_s0 * static_cast<int64_t>(es);
+    const char* khead = static_cast<const char*>(a.k) + static_cast<int64_t>(h) * a.k_s0 * static_cast<int64_t>(es);
+    const char* vhead = static_cast<const char*>(a.v) + static_cast<int64_t>(h) * a.v_s0 * static_cast<int64_t>(es);
+    const int64_t k_row = a.k_s1 * static_cast<int64_t>(es), v_row = a.v_s1 * static_cast<int64_t>(es);
+    const int64_t lane_off = static_cast<int64_t>(sub) * 8 * static_cast<int64_t>(es);
 
-    // Warp-uniform loop (shuffles below need every lane of the warp).
-    for (int wbase = s0 + warp * kGroupsPerWarp * kSlotsPerStep; wbase < s1; wbase += kStep) {
-        const int base = wbase + gw * kSlotsPerStep;
-        Chunk8<T> kc[kSlotsPerStep], vc[kSlotsPerStep];
-        bool in[kSlotsPerStep];
-        int pos[kSlotsPerStep];
+    char* wring = reinterpret_cast<char*>(smem_raw) + warp * RingT::kWarpBytes;
+    uint4* kv_ring = reinterpret_cast<uint4*>(wring);
+    int32_t* pos_ring = reinterpret_cast<int32_t*>(wring + RingT::kKvBytes);
+    const auto kv_at = [&](int st, int t, int which, int x) -> uint4* {
+        return kv_ring + ((((st * kT + t) * 2 + which) * kVecs + x) * 32 + lane);
+    };
+    const auto pos_at = [&](int st, int t) -> int32_t* { return pos_ring + ((st * kT + t) * 32 + lane); };
+
+    // Copies step j of this warp into ring stage j % kStages (this lane's bytes only) and
+    // commits one cp.async group (empty past the end).
+    const auto issue = [&](int j) {
+        const int st = j % kStages;
+        const int base = wb + j * kWarpStep + gw * kT;
 #pragma unroll
-        for (int t = 0; t < kSlotsPerStep; ++t) {
+        for (int t = 0; t < kT; ++t) {
             const int s = base + t;
-            in[t] = s < s1;
-            pos[t] = in[t] ? spos[static_cast<int64_t>(s) * a.sp_s1] : 0;
-            if (in[t] && act) {
-                kvc::load_chunk<T>(khead, static_cast<int64_t>(s) * a.k_s1 + sub * 8, a.vec_k, kc[t]);
-                kvc::load_chunk<T>(vhead, static_cast<int64_t>(s) * a.v_s1 + sub * 8, a.vec_v, vc[t]);
-            } else {
+            if (s < we) {
+                cp_async4(pos_at(st, t), spos + static_cast<int64_t>(s) * a.sp_s1);
+                if (act) {
+                    const char* kp = khead + static_cast<int64_t>(s) * k_row + lane_off;
+                    const char* vp = vhead + static_cast<int64_t>(s) * v_row + lane_off;
+                    if (a.vec_k) {
 #pragma unroll
-                for (int x = 0; x < Chunk8<T>::kVecs; ++x) {
-                    kc[t].v[x] = make_uint4(0, 0, 0, 0);
-                    vc[t].v[x] = make_uint4(0, 0, 0, 0);
+                        for (int x = 0; x < kVecs; ++x) cp_async16(kv_at(st, t, 0, x), kp + 16 * x);
+                    } else {
+                        Chunk8<T> ck;
+                        kvc::load_chunk<T>(kp, 0, false, ck);
+#pragma unroll
+                        for (int x = 0; x < kVecs; ++x) *kv_at(st, t, 0, x) = ck.v[x];
+                    }
+                    if (a.vec_v) {
+#pragma unroll
+                        for (int x = 0; x < kVecs; ++x) cp_async16(kv_at(st, t, 1, x), vp + 16 * x);
+                    } else {
+                        Chunk8<T> cv;
+                        kvc::load_chunk<T>(vp, 0, false, cv);
+#pragma unroll
+                        for (int x = 0; x < kVecs; ++x) *kv_at(st, t, 1, x) = cv.v[x];
+                    }
                 }
             }
         }
-        float sc[R][kSlotsPerStep];
+        cp_async_commit();
+    };
+
 #pragma unroll
-        for (int t = 0; t < kSlotsPerStep; ++t) {
+    for (int j = 0; j < kStages - 1; ++j) issue(j);
+
+    // Warp-uniform loop (shuffles below need every lane of the warp).
+    for (int j = 0; j < nsteps; ++j) {
+        // Stage (j - 1) % kStages was read by this lane in the previous step (program order).
+        issue(j + kStages - 1);
+        cp_async_wait<kStages - 1>();  // this lane's copies of step j have landed
+        const int st = j % kStages;
+        const int base = wb + j * kWarpStep + gw * kT;
+
+        bool in[kT];
+        int pos[kT];
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+            in[t] = base + t < we;
+            pos[t] = in[t] ? *pos_at(st, t) : 0;
+        }
+        float sc[R][kT];
+#pragma unroll
+        for (int t = 0; t < kT; ++t) {
+            Chunk8<T> kc;
+#pragma unroll
+            for (int x = 0; x < kVecs; ++x) kc.v[x] = *kv_at(st, t, 0, x);
             float kf[8];
 #pragma unroll
-            for (int e = 0; e < 8; ++e) kf[e] = kvc::chunk_elem<T>(kc[t], e);
+            for (int e = 0; e < 8; ++e) kf[e] = kvc::chunk_elem<T>(kc, e);
 #pragma unroll
             for (int r = 0; r < R; ++r) {
                 float dot = 0.0f;
 #pragma unroll
                 for (int e = 0; e < 8; ++e) dot = fmaf(q[r][e], kf[e], dot);
+                // Lanes past the row hold stale ring bytes (maybe NaN): they add nothing.
+                dot = act ? dot : 0.0f;
 #pragma unroll
                 for (int o = LPR / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                // A select, not a product: a masked slot's NaN score never leaks.
                 sc[r][t] = (in[t] && static_cast<int64_t>(pos[t]) <= qlim[r]) ? dot : kNegInf;
             }
         }
+        // Running max: one rescale per step.
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             float mt = sc[r][0];
 #pragma unroll
-            for (int t = 1; t < kSlotsPerStep; ++t) mt = fmaxf(mt, sc[r][t]);
+            for (int t = 1; t < kT; ++t) mt = fmaxf(mt, sc[r][t]);
             const float mn = fmaxf(m[r], mt);
-            if (mn == kNegInf) continue;
-            const float alpha = exp2f(m[r] - mn);  // 0 when m was -inf
-            l[r] *= alpha;
+            if (mn != kNegInf) {
+                const float alpha = fast_exp2(m[r] - mn);  // 0 when m was -inf
+                l[r] *= alpha;
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
+                for (int e = 0; e < 8; ++e) acc[r][e] *= alpha;
+                m[r] = mn;
+            }
+        }
 #pragma unroll
-            for (int t = 0; t < kSlotsPerStep; ++t) {
+        for (int t = 0; t < kT; ++t) {
+            Chunk8<T> vc;
+#pragma unroll
+            for (int x = 0; x < kVecs; ++x) vc.v[x] = *kv_at(st, t, 1, x);
+            float vf[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) vf[e] = kvc::chunk_elem<T>(vc, e);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
                 // Masked slots add nothing, not even 0 * V: a masked row may hold NaN (a
                 // future or poisoned slot) and 0 * NaN would leak it into the output.
                 if (sc[r][t] == kNegInf) continue;
-                const float p = exp2f(sc[r][t] - mn);
+                const float p = fast_exp2(sc[r][t] - m[r]);
                 l[r] += p;
 #pragma unroll
-                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(p, kvc::chunk_elem<T>(vc[t], e), acc[r][e]);
+                for (int e = 0; e < 8; ++e) acc[r][e] = fmaf(p, vf[e], acc[r][e]);
             }
-            m[r] = mn;
         }
     }
+    cp_async_wait_all();
 
     // Merge the groups of the warp (lanes with the same `sub` hold the same elements).
 #pragma unroll
@@ -192,16 +322,22 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
             m[r] = mn;
         }
     }
+
+    // The rings are done (every warp): reuse the shared memory for the warp merge.
+    __syncthreads();
+    float* sm_acc = reinterpret_cast<float*>(smem_raw);           // [kWarps][R][256]
+    float* sm_m = sm_acc + kWarps * R * 256;                        // [kWarps][R]
+    float* sm_l = sm_m + kWarps * R;                                // [kWarps][R]
     if (gw == 0) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             if (act) {
 #pragma unroll
-                for (int e = 0; e < 8; ++e) sm_acc[warp][r][sub * 8 + e] = acc[r][e];
+                for (int e = 0; e < 8; ++e) sm_acc[(warp * R + r) * 256 + sub * 8 + e] = acc[r][e];
             }
             if (lane == 0) {
-                sm_m[warp][r] = m[r];
-                sm_l[warp][r] = l[r];
+                sm_m[warp * R + r] = m[r];
+                sm_l[warp * R + r] = l[r];
             }
         }
     }
@@ -215,14 +351,16 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
         if (gr >= a.rows) continue;
         float mx = kNegInf;
 #pragma unroll
-        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w][r]);
+        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w * R + r]);
         float ls = 0.0f, as = 0.0f;
         if (mx != kNegInf) {
 #pragma unroll
             for (int w = 0; w < kWarps; ++w) {
-                const float f = exp2f(sm_m[w][r] - mx);
-                ls += sm_l[w][r] * f;
-                as += sm_acc[w][r][e] * f;
+                const float mw = sm_m[w * R + r];
+                if (mw == kNegInf) continue;  // a warp with no visible slot adds nothing
+                const float f = exp2f(mw - mx);
+                ls += sm_l[w * R + r] * f;
+                as += sm_acc[(w * R + r) * 256 + e] * f;
             }
         }
         if (a.n_chunks == 1) {
@@ -239,31 +377,65 @@ __global__ void __launch_bounds__(kThreads) decode_partial_kernel(const DecodeAr
     }
 }
 
-// One CTA per (row, KV head): merges the n_chunks partials of the row.
-__global__ void __launch_bounds__(128) decode_combine_kernel(const DecodeArgs a) {
-    const int gr = blockIdx.x, h = blockIdx.y;
-    const int64_t p0 = (static_cast<int64_t>(h) * a.rows + gr) * a.n_chunks;
+// One CTA per (row, KV head): merges the n_chunks partials of the row. The chunk weights are
+// computed once in shared memory; kCombineThreads / d thread sets each sum a strided subset of
+// the chunks (independent loads in flight), then merge in a fixed order.
+__global__ void __launch_bounds__(kCombineThreads) decode_combine_kernel(const DecodeArgs a) {
+    __shared__ float w_sm[kMaxChunks];
+    __shared__ float m_sm[kMaxChunks];
+    __shared__ float red[kCombineThreads];
+    __shared__ float s_mx, s_ls;
+    const int gr = blockIdx.x, h = blockIdx.y, tid = threadIdx.x;
+    const int nc = a.n_chunks, d = a.d;
+    const int64_t p0 = (static_cast<int64_t>(h) * a.rows + gr) * nc;
     const float* ml = a.part_ml + p0 * 2;
-    float mx = kNegInf;
-    for (int c = 0; c < a.n_chunks; ++c) mx = fmaxf(mx, ml[2 * c]);
-    float ls = 0.0f;
-    if (mx != kNegInf) {
-        for (int c = 0; c < a.n_chunks; ++c) {
-            const float mc = ml[2 * c];
-            if (mc != kNegInf) ls += ml[2 * c + 1] * exp2f(mc - mx);
-        }
+    for (int c = tid; c < nc; c += kCombineThreads) {
+        m_sm[c] = ml[2 * c];
+        w_sm[c] = ml[2 * c + 1];
     }
-    const int qh = h * a.g + gr % a.g, qi = gr / a.g;
-    float* o = a.out + qh * a.o_s0 + qi * a.o_s1;
-    for (int e = threadIdx.x; e < a.d; e += blockDim.x) {
-        float as = 0.0f;
+    __syncthreads();
+    if (tid < 32) {
+        float mx = kNegInf;
+        for (int c = tid; c < nc; c += 32) mx = fmaxf(mx, m_sm[c]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float ls = 0.0f;
         if (mx != kNegInf) {
-            for (int c = 0; c < a.n_chunks; ++c) {
-                const float mc = ml[2 * c];
-                if (mc != kNegInf) as += a.part_acc[(p0 + c) * a.d + e] * exp2f(mc - mx);
+            for (int c = tid; c < nc; c += 32) {
+                if (m_sm[c] != kNegInf) ls += w_sm[c] * exp2f(m_sm[c] - mx);
             }
         }
-        o[e] = mx == kNegInf ? 0.0f : as / ls;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ls += __shfl_xor_sync(0xffffffffu, ls, o);
+        if (tid == 0) {
+            s_mx = mx;
+            s_ls = ls;
+        }
+    }
+    __syncthreads();
+    const float mx = s_mx, ls = s_ls;
+    for (int c = tid; c < nc; c += kCombineThreads) {
+        w_sm[c] = (mx == kNegInf || m_sm[c] == kNegInf) ? 0.0f : exp2f(m_sm[c] - mx);
+    }
+    __syncthreads();
+    const int nparts = kCombineThreads / d;  // d <= 256: at least 2
+    const int part = tid / d, e = tid % d;
+    float as = 0.0f;
+    if (part < nparts && mx != kNegInf) {
+        const float* pa = a.part_acc + p0 * d + e;
+#pragma unroll 4
+        for (int c = part; c < nc; c += nparts) {
+            const float x = pa[static_cast<int64_t>(c) * d];
+            if (m_sm[c] != kNegInf) as = fmaf(x, w_sm[c], as);
+        }
+    }
+    red[tid] = as;
+    __syncthreads();
+    if (tid < d) {
+        float s = 0.0f;
+        for (int p = 0; p < nparts; ++p) s += red[p * d + tid];
+        const int qh = h * a.g + gr % a.g, qi = gr / a.g;
+        a.out[qh * a.o_s0 + qi * a.o_s1 + tid] = mx == kNegInf ? 0.0f : s / ls;
     }
 }
 
@@ -280,15 +452,20 @@ int sm_count_cached() {
     return n;
 }
 
-// Picks the number of chunks (one full wave of resident CTAs: the chunks split the visible
-// n_slots evenly on the device, so every CTA of the wave has the same work), sets up the
-// partials and launches the partial kernel, then the combine kernel when split.
+// Picks the number of chunks (as many as fill one full wave of resident CTAs, rounded down so
+// no CTA waits for a second wave; the chunks split the visible n_slots evenly on the device, so
+// every CTA of the wave has the same work), sets up the partials and launches the partial
+// kernel, then the combine kernel when split.
 template <int LPR, int R, Kv T>
 Status launch_partial(DecodeArgs a, dim3 grid) {
-    static const int blocks_per_sm = [] {
+    constexpr int kSmem = smem_bytes<R, T>();
+    auto kernel = decode_partial_kernel<LPR, R, T>;
+    static const cudaError_t attr_err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    TCA_RETURN_IF_ERROR(cuda_status(attr_err, "cudaFuncSetAttribute(decode_attention smem)"));
+    static const int blocks_per_sm = [&] {
         int n = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decode_partial_kernel<LPR, R, T>, kThreads, 0) !=
-                cudaSuccess || n < 1) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, kSmem) != cudaSuccess || n < 1) {
             (void)cudaGetLastError();
             return 2;
         }
@@ -296,9 +473,9 @@ Status launch_partial(DecodeArgs a, dim3 grid) {
     }();
     const int64_t hkv = grid.z, n_tiles = grid.y, rows = a.rows, d = a.d;
     const int64_t target = static_cast<int64_t>(sm_count_cached()) * blocks_per_sm;
-    int64_t n_chunks = (target + hkv * n_tiles - 1) / (hkv * n_tiles);
+    int64_t n_chunks = target / (hkv * n_tiles);
     n_chunks = std::min<int64_t>(n_chunks, (a.cap + kMinSlotsPerChunk - 1) / kMinSlotsPerChunk);
-    n_chunks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, 1024));
+    n_chunks = std::max<int64_t>(1, std::min<int64_t>(n_chunks, kMaxChunks));
     grid.x = static_cast<unsigned>(n_chunks);
     a.n_chunks = static_cast<int>(n_chunks);
     a.part_acc = nullptr;
@@ -309,16 +486,15 @@ Status launch_partial(DecodeArgs a, dim3 grid) {
         a.part_acc = static_cast<float*>(buf);
         a.part_ml = a.part_acc + n_part * static_cast<size_t>(d);
     }
-    decode_partial_kernel<LPR, R, T><<<grid, kThreads, 0, cu_stream()>>>(a);
+    kernel<<<grid, kThreads, kSmem, cu_stream()>>>(a);
     TCA_RETURN_IF_ERROR(launch_status("decode_attention partial kernel"));
     if (n_chunks > 1) {
-        decode_combine_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(hkv)), 128, 0,
+        decode_combine_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(hkv)), kCombineThreads, 0,
                                 cu_stream()>>>(a);
         TCA_RETURN_IF_ERROR(launch_status("decode_attention combine kernel"));
     }
     return Status();
 }
-
 template <int LPR, int R>
 Status dispatch_dtype(const DecodeArgs& a, dim3 grid, DType dt) {
     switch (dt) {
