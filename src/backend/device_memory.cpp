@@ -47,4 +47,12 @@ Result<const MemorySpace*> memory_space(Device device) {
 #endif
 }
 
+Status synchronize(Device device) {
+#if TCA_HAVE_CUDA
+    if (device == Device::kCuda) return cuda::synchronize();
+#endif
+    (void)device;
+    return Status();
+}
+
 }  // namespace tca

@@ -12,4 +12,8 @@ namespace tca {
 // has no CUDA backend (...)", or cuda::device_check's reason (no driver, no device, too old).
 Result<const MemorySpace*> memory_space(Device device);
 
+// Waits until the work queued on `device` has finished (no-op on the CPU, whose ops are
+// synchronous); returns the first asynchronous error. Host-clock timings of GPU stages call it.
+Status synchronize(Device device);
+
 }  // namespace tca

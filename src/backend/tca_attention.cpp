@@ -4,15 +4,23 @@
 #include <chrono>
 #include <new>
 
+#include "backend/device_memory.h"
 #include "core/strings.h"
 
 namespace tca {
 namespace {
 
+// Host-clock time of one stage. GPU ops are asynchronous: on a device the clock waits for the
+// queued work at both ends, so each stage is charged its own time (a few microseconds of idle
+// GPU per stage) rather than whatever a later copy happened to wait for.
 class StageClock {
 public:
-    explicit StageClock(double* sink) : sink_(sink), t0_(std::chrono::steady_clock::now()) {}
+    StageClock(double* sink, Device device) : sink_(sink), device_(device) {
+        if (device_ != Device::kCpu) (void)synchronize(device_);
+        t0_ = std::chrono::steady_clock::now();
+    }
     ~StageClock() {
+        if (device_ != Device::kCpu) (void)synchronize(device_);
         if (sink_) {
             *sink_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)
                           .count();
@@ -23,6 +31,7 @@ public:
 
 private:
     double* sink_;
+    Device device_;
     std::chrono::steady_clock::time_point t0_;
 };
 
@@ -117,7 +126,7 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     const int64_t b = opt.block_size;
     const int64_t n = n_candidate_blocks(n_tokens, opt.local_window, b);
     if (n == 0) {  // The whole prompt is local band: exactly dense (tca-method M3).
-        StageClock clock(&t.attend_ms);
+        StageClock clock(&t.attend_ms, device);
         AttentionDenseParams dp{q, k, v, out, 0, 0.0f};
         return ops::attention_dense(device, dp);
     }
@@ -125,14 +134,14 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     const int64_t n_obs = std::min<int64_t>(opt.obs_window, n_tokens);
     const TensorView scores = slice(ws.scores.view(), 1, 0, n_tokens);
     {
-        StageClock clock(&t.importance_ms);
+        StageClock clock(&t.importance_ms, device);
         TokenImportanceParams ip{slice(q, 1, n_tokens - n_obs, n_obs), k, scores, -1, 0.0f};
         TCA_RETURN_IF_ERROR(ops::token_importance(device, ip));
     }
     // M3: block mass, HHI and scores over the n candidate blocks.
     const TensorView block_score = slice(ws.block_score.view(), 1, 0, n);
     {
-        StageClock clock(&t.block_score_ms);
+        StageClock clock(&t.block_score_ms, device);
         BlockScoreParams bp{scores, slice(ws.mass.view(), 1, 0, n), slice(ws.hhi.view(), 1, 0, n),
                             block_score, opt.block_size, static_cast<float>(opt.alpha),
                             opt.mass_norm};
@@ -141,7 +150,7 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     // M4: Psi per KV head (host policy), then per-block budgets by rank.
     const TensorView keep = slice(ws.keep.view(), 1, 0, n);
     {
-        StageClock clock(&t.budget_ms);
+        StageClock clock(&t.budget_ms, device);
         const TensorView psi = slice(ws.psi.view(), 1, 0, n);
         // Built on the host: in the workspace itself, or in psi_host and uploaded (device).
         const bool host = ws.psi.on_host();
@@ -159,7 +168,7 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     // M5: per-block top-t selection.
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     {
-        StageClock clock(&t.select_ms);
+        StageClock clock(&t.select_ms, device);
         TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size};
         TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
     }
@@ -168,12 +177,12 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     const TensorView v_global = slice(ws.v_global.view(), 1, 0, n * b);
     const TensorView global_pos = slice(ws.global_pos.view(), 1, 0, n * b);
     {
-        StageClock clock(&t.gather_ms);
+        StageClock clock(&t.gather_ms, device);
         KvGatherParams gp{k, v, selected, ws.n_selected.view(), k_global, v_global, global_pos};
         TCA_RETURN_IF_ERROR(ops::kv_gather(device, gp));
     }
     // M6: one softmax over the visible selection and the causal band.
-    StageClock clock(&t.attend_ms);
+    StageClock clock(&t.attend_ms, device);
     SparsePrefillParams pp{q, k, v, k_global, v_global, global_pos, ws.n_selected.view(), out, 0, n,
                            opt.block_size, opt.local_window, 0.0f};
     return ops::sparse_prefill(device, pp);

@@ -122,6 +122,16 @@ size_t AttentionRunner::scratch_bytes() const {
     return n;
 }
 
+bool AttentionRunner::sparse_pays_off(int64_t layer, int64_t n_tokens) const {
+    if (policy_.min_prefill_gain <= 0.0) return true;
+    // The layer is as slow as its most expensive head: the largest expected keep fraction.
+    double keep = 0.0;
+    for (const HeadConfig& c : policy_.budgets.heads[static_cast<size_t>(layer)]) {
+        keep = std::max(keep, expected_keep_fraction(c.p, policy_.budgets.options.block_size));
+    }
+    return sparse_prefill_gain(n_tokens, policy_.budgets.options, keep) >= policy_.min_prefill_gain;
+}
+
 Status AttentionRunner::dense_attend(Device device, const TensorView& q, KvLayer& kv, int64_t pos0,
                                      const TensorView& out) {
     // On the GPU a prompt batch runs on the tensor-core prefill kernel when the cache still
@@ -158,7 +168,8 @@ Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
             const SparseOptions& o = policy_.budgets.options;
             // The whole prompt in one batch on an empty cache: sparse prefill (M6) when there
             // are candidate blocks; shorter prompts stay dense (M3: n == 0).
-            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0) {
+            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0 &&
+                sparse_pays_off(layer, n)) {
                 return tca_prefill(device, layer, q, kv, out);
             }
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));

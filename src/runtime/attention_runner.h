@@ -42,6 +42,8 @@ private:
     Status tca_prefill(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
                        const TensorView& out);
     Status tca_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv);
+    // Whether an n-token prompt's sparse prefill beats dense by policy.min_prefill_gain.
+    bool sparse_pays_off(int64_t layer, int64_t n_tokens) const;
     Status compress_prompt(Device device, const TensorView& q, KvLayer& kv);
     Status streaming_evict(Device device, KvLayer& kv);
     Status compact_by_kept(Device device, KvLayer& kv);

@@ -1,6 +1,8 @@
 // Attention policy names and validation (attention_policy.h).
 #include "sparse/attention_policy.h"
 
+#include <algorithm>
+
 namespace tca {
 
 const char* attention_kind_name(AttentionKind k) {
@@ -28,7 +30,29 @@ void expand_uniform(AttentionPolicy& policy, int64_t n_layers, int64_t n_kv_head
     policy.budgets = uniform_budgets(policy.budgets.options, n_layers, n_kv_heads, *policy.uniform);
 }
 
+double sparse_prefill_gain(int64_t n_tokens, const SparseOptions& opt, double keep) {
+    const int64_t b = opt.block_size, w = opt.local_window;
+    const int64_t n = n_candidate_blocks(n_tokens, w, b);
+    if (n == 0) return 1.0;
+    double dense = 0.0, sparse = 0.0;
+    // Per block of b queries (the visible-block count v(i) is constant within most of one).
+    for (int64_t i0 = 0; i0 < n_tokens; i0 += b) {
+        const int64_t i1 = std::min(n_tokens, i0 + b);
+        for (int64_t i = i0; i < i1; i += std::max<int64_t>(1, (i1 - i0) / 4)) {
+            const double step = static_cast<double>(std::min<int64_t>(std::max<int64_t>(1, (i1 - i0) / 4), i1 - i));
+            const int64_t v = visible_blocks(i, w, b, n);
+            const double band = static_cast<double>(i + 1 - v * b);
+            dense += step * static_cast<double>(i + 1);
+            sparse += step * (band + keep * static_cast<double>(v * b));
+        }
+    }
+    return sparse > 0.0 ? dense / sparse : 1.0;
+}
+
 Status validate(const AttentionPolicy& p, int64_t n_layers, int64_t n_kv_heads) {
+    if (!(p.min_prefill_gain >= 0.0 && p.min_prefill_gain <= 1e6)) {
+        return invalid_argument("min_prefill_gain must be in [0, 1e6], got %g", p.min_prefill_gain);
+    }
     switch (p.kind) {
         case AttentionKind::kDense:
             return Status();

@@ -35,7 +35,18 @@ struct AttentionPolicy {
     int64_t n_sink = 4;        // streaming: first tokens always kept
     int64_t obs_window = 32;   // snapkv: last queries that score the prompt
     int64_t pool_kernel = 7;   // snapkv: max-pooling width over positions (odd)
+    // tca: a prompt runs the sparse prefill (and is compacted) only when the dense prefill
+    // attention would do at least this many times the sparse one's work (estimated from the
+    // heads' expected keep fractions: sparse_prefill_gain); otherwise the prompt is attended
+    // densely and the cache stays dense, so short contexts are never slower than dense
+    // (performance.md P8). 0 = always sparse when there is a candidate block (tca-method M3).
+    double min_prefill_gain = 1.3;
 };
+
+// Dense causal attention work over sparse prefill work (M6) for an L-token prompt: each query
+// sees its band (up to w + b - 1 positions) plus keep * the candidate tokens of its visible
+// blocks. The gain of the sparse prefill at best; 1 when there is no candidate block.
+double sparse_prefill_gain(int64_t n_tokens, const SparseOptions& opt, double keep);
 
 // Fills budgets.heads from `uniform` for a model of this shape (no-op without `uniform`).
 void expand_uniform(AttentionPolicy& policy, int64_t n_layers, int64_t n_kv_heads);

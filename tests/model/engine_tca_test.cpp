@@ -50,6 +50,7 @@ AttentionPolicy tca_policy(const HeadConfig& c) {
     p.kind = AttentionKind::kTca;
     p.budgets.options = small_tca();
     p.uniform = c;
+    p.min_prefill_gain = 0.0;  // these tests exercise the sparse prefill at every keep rate
     return p;
 }
 
@@ -105,6 +106,49 @@ TEST_F(EngineTca, FullBudgetEqualsDense) {
     EXPECT_LT(worst, 1e-4) << "prompt logits, full-budget tca vs dense";
     EXPECT_EQ(greedy(*dense, 48), greedy(*full, 48));
     EXPECT_EQ(full->stats().kv_bytes, full->stats().kv_bytes_dense);  // nothing dropped
+}
+
+// performance.md P8: when the sparse prefill would not save min_prefill_gain x the dense work
+// (a full budget saves nothing), the prompt is attended densely and the cache stays dense.
+TEST_F(EngineTca, PromptStaysDenseWhenSparseDoesNotPayOff) {
+    AttentionPolicy p = tca_policy(dense_config(8));
+    p.min_prefill_gain = 1.3;
+    auto dense = make_engine(AttentionPolicy{});
+    auto tca = make_engine(p);
+    const auto ids = dense->tokenizer().encode(kStory, true, true);
+    ASSERT_GT(static_cast<int64_t>(ids.size()), 16 + 8);  // there are candidate blocks
+    EXPECT_LT(sparse_prefill_gain(static_cast<int64_t>(ids.size()), small_tca(), 1.0), 1.3);
+    std::vector<float> a, b;
+    ASSERT_TRUE(dense->eval(ids, &a).ok());
+    ASSERT_TRUE(tca->eval(ids, &b).ok());
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(tca->stats().kv_bytes, tca->stats().kv_bytes_dense);
+    // The same prompt with a small keep rate does pay off: sparse, and the cache shrinks.
+    AttentionPolicy q = tca_policy(log_gaussian_config(0.5, 1.0, 8));
+    q.min_prefill_gain = 1.3;
+    const double keep = expected_keep_fraction(log_gaussian_config(0.5, 1.0, 8).p, 8);
+    ASSERT_GE(sparse_prefill_gain(static_cast<int64_t>(ids.size()), small_tca(), keep), 1.3);
+    auto sparse = make_engine(q);
+    ASSERT_TRUE(sparse->eval(ids, nullptr).ok());
+    EXPECT_LT(sparse->stats().kv_bytes, sparse->stats().kv_bytes_dense);
+}
+
+TEST(SparsePrefillGain, FullBudgetGainsNothingAndGainGrowsWithLength) {
+    SparseOptions o;
+    o.block_size = 128;
+    o.local_window = 4096;
+    EXPECT_DOUBLE_EQ(sparse_prefill_gain(4096, o, 0.2), 1.0);  // no candidate block
+    EXPECT_NEAR(sparse_prefill_gain(32768, o, 1.0), 1.0, 1e-12);
+    double prev = 1.0;
+    for (int64_t L : {8192, 16384, 32768, 65536, 131072}) {
+        const double g = sparse_prefill_gain(L, o, 0.2);
+        EXPECT_GT(g, prev) << L;
+        prev = g;
+    }
+    // 8K falls back to dense at the default 1.3, 16K and longer run sparse (w 4096, 20% keep).
+    EXPECT_LT(sparse_prefill_gain(8192, o, 0.2), 1.3);
+    EXPECT_GT(sparse_prefill_gain(16384, o, 0.2), 1.3);
+    EXPECT_LT(sparse_prefill_gain(131072, o, 0.2), 5.0);  // bounded by 1 / keep
 }
 
 TEST_F(EngineTca, ShortPromptIsDense) {

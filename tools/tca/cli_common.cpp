@@ -36,6 +36,9 @@ void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
     flags.add_int("block-size", &f->block_size, "tca: block size b (power of two)");
     flags.add_int("local-window", &f->local_window, "tca: local window w (multiple of b)");
     flags.add_double("alpha", &f->alpha, "tca: blend of mass and spread in the block score");
+    flags.add_double("min-prefill-gain", &f->min_prefill_gain,
+                     "tca: sparse prefill only when dense attention would do this many times its work "
+                     "(else the prompt stays dense: short contexts never slower); 0 = always sparse");
     flags.add_string("mass-norm", &f->mass_norm, "M", "tca: block mass normalisation, max or none");
     flags.add_int("kv-budget", &f->kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
     flags.add_int("n-sink", &f->n_sink, "streaming: first tokens always kept");
@@ -49,6 +52,10 @@ Result<AttentionPolicy> policy_from_flags(const std::string& attention, const Po
     p.n_sink = f.n_sink;
     p.obs_window = f.obs_window;
     if (p.kind != AttentionKind::kTca) return p;
+    if (!(f.min_prefill_gain >= 0.0 && f.min_prefill_gain <= 1e6)) {
+        return usage_error("--min-prefill-gain must be in [0, 1e6], got %g", f.min_prefill_gain);
+    }
+    p.min_prefill_gain = f.min_prefill_gain;
     SparseOptions o;
     o.block_size = static_cast<int>(f.block_size);
     o.local_window = static_cast<int>(f.local_window);
