@@ -90,7 +90,7 @@ run_tests() {
     local out=$1 memcheck=$2
     echo "== tca_cuda_tests"
     local rc=0
-    TCA_MODELS_DIR="$PKG/models" timeout 120 "$PKG"/tca_cuda_tests --gtest_output=json:/tmp/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
+    TCA_MODELS_DIR="$PKG/models" timeout 240 "$PKG"/tca_cuda_tests --gtest_output=json:/tmp/cuda_tests.json >"$out"/cuda_tests.log 2>&1 || rc=$?
     # Summary: the verdict lines and every failure with its first message line.
     grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|tca_cuda_tests:' "$out"/cuda_tests.log | tail -n 40
     if [ $rc -ne 0 ]; then
