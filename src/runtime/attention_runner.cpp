@@ -168,9 +168,11 @@ Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
             const SparseOptions& o = policy_.budgets.options;
             // The whole prompt in one batch on an empty cache: sparse prefill (M6) when there
             // are candidate blocks; shorter prompts stay dense (M3: n == 0).
-            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0 &&
-                sparse_pays_off(layer, n)) {
-                return tca_prefill(device, layer, q, kv, out);
+            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0) {
+                if (sparse_pays_off(layer, n)) return tca_prefill(device, layer, q, kv, out);
+                // Not worth it (performance.md P8): the prompt and its cache stay dense; decoding
+                // then compacts block by block as tokens leave the local window (M7).
+                return dense_attend(device, q, kv, pos0, out);
             }
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
             return tca_compact(device, layer, q, kv);
