@@ -529,6 +529,89 @@ Result<EvalItem> make_eval_item(const EvalItemSpec& spec, const Haystack& haysta
     return item;
 }
 
+std::string reference_answer_text(const EvalItem& item) {
+    return " " + join_and(item.references) + ".";
+}
+
+Result<AssocRecallItem> make_assoc_recall_item(const AssocRecallSpec& spec, const TokenCounter& count_tokens) {
+    Rng rng(mix64(mix64(spec.seed ^ 0xa55c0ull) ^ static_cast<uint64_t>(spec.sample)));
+    AssocRecallItem item;
+    item.text = "Special magic values are listed below, each with its key. Questions about the keys "
+                "follow them: answer each one with the value.";
+    struct Needle {
+        std::string key, kind, value;
+    };
+    std::vector<Needle> needles;
+    std::set<std::string> used;  // keys and word values: all distinct within an item
+    const auto fresh_compound = [&]() {
+        for (;;) {
+            std::string w = make_compounds(rng, 1)[0];
+            if (used.insert(w).second) return w;
+        }
+    };
+    const auto question = [](const Needle& n) {
+        return strformat("\nQuestion: What is the special magic %s for %s mentioned in the text above?"
+                         "\nAnswer: The special magic %s for %s mentioned in the text above is",
+                         n.kind.c_str(), n.key.c_str(), n.kind.c_str(), n.key.c_str());
+    };
+    int64_t n_tokens = count_tokens(item.text);
+    int run_of_questions = 0;  // at most 2 in a row, so that every item stays dense in needles
+    for (int lines = 0; lines < 100000; ++lines) {
+        bool ask = !needles.empty() && run_of_questions < 2 && rng.uniform() < spec.query_rate;
+        if (!ask) {
+            Needle n;
+            n.key = fresh_compound();
+            const double r = rng.uniform();
+            n.kind = r < 0.6 ? "number" : r < 0.8 ? "word" : "uuid";
+            n.value = n.kind == "number" ? make_number(rng, 7) : n.kind == "word" ? fresh_compound() : make_uuid(rng);
+            const std::string line = strformat("\nOne of the special magic %ss for %s is: %s.", n.kind.c_str(),
+                                               n.key.c_str(), n.value.c_str());
+            // A needle goes in only when a question about it would still fit after it, so the
+            // text can always end with an answer; otherwise the line becomes a question.
+            if (count_tokens(item.text + line + question(n) + " " + n.value + ".") <= spec.n_tokens) {
+                item.text += line;
+                n_tokens = count_tokens(item.text);
+                needles.push_back(std::move(n));
+                ++item.n_needles;
+                run_of_questions = 0;
+                continue;
+            }
+            if (needles.empty()) break;
+            ask = true;
+        }
+        const Needle* n = &needles[rng.below(needles.size())];
+        std::string answer = " " + n->value + ".";
+        std::string next = item.text + question(*n) + answer;
+        int64_t c = count_tokens(next);
+        if (c > spec.n_tokens && n != &needles.back()) {  // the last needle's question fits
+            n = &needles.back();
+            answer = " " + n->value + ".";
+            next = item.text + question(*n) + answer;
+            c = count_tokens(next);
+        }
+        if (c > spec.n_tokens) break;
+        item.text = std::move(next);
+        n_tokens = c;
+        item.answer_spans.emplace_back(item.text.size() - answer.size(), item.text.size());
+        ++run_of_questions;
+    }
+    if (item.answer_spans.empty()) {
+        return invalid_argument("associative recall: %lld tokens hold no needle and question",
+                                static_cast<long long>(spec.n_tokens));
+    }
+    if (item.answer_spans.back().second < item.text.size()) {  // trailing needles nobody asks about
+        item.text.resize(item.answer_spans.back().second);
+        n_tokens = count_tokens(item.text);
+        item.n_needles = 0;
+        for (size_t at = item.text.find("\nOne of the special magic "); at != std::string::npos;
+             at = item.text.find("\nOne of the special magic ", at + 1)) {
+            ++item.n_needles;
+        }
+    }
+    item.n_tokens = n_tokens;
+    return item;
+}
+
 std::string fnv1a_hex(std::string_view text) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (const char c : text) {

@@ -76,6 +76,36 @@ struct EvalItemSpec {
 Result<EvalItem> make_eval_item(const EvalItemSpec& spec, const Haystack& haystack,
                                 const TokenCounter& count_tokens);
 
+// Training items (`tca eval --export-train`, tools/train) come from the same generators with
+// seeds >= kTrainSeedBase; `tca eval` refuses those seeds, so no evaluation item is trained on
+// (items are a hash of (seed, task, ctx, sample): distinct seeds give unrelated items).
+inline constexpr uint64_t kTrainSeedBase = 1000000;
+
+// The text a correct answer continues the prompt with: " VALUE." for one reference, " A, B, C
+// and D." for several (the answer prefix of every task ends just before it).
+std::string reference_answer_text(const EvalItem& item);
+
+// Dense associative recall, the first stage of the training curriculum (issue 6): many needles
+// "One of the special magic numbers for KEY is: VALUE." with unique keys and, interleaved, the
+// eval's questions about keys seen so far, each answered with the eval's answer prefix and the
+// value; no filler. The text ends with an answer.
+struct AssocRecallSpec {
+    uint64_t seed = kTrainSeedBase;
+    int64_t sample = 0;
+    int64_t n_tokens = 512;    // the text has at most this many tokens (BOS included)
+    double query_rate = 0.35;  // chance that the next line is a question (once a needle exists)
+};
+struct AssocRecallItem {
+    std::string text;
+    // [begin, end) byte offsets in `text` of every answer (" VALUE."), in order; the last one
+    // ends the text.
+    std::vector<std::pair<size_t, size_t>> answer_spans;
+    int64_t n_tokens = 0;  // as counted by the token counter
+    int n_needles = 0;
+};
+// Errors when not even one needle and its question fit.
+Result<AssocRecallItem> make_assoc_recall_item(const AssocRecallSpec& spec, const TokenCounter& count_tokens);
+
 // FNV-1a 64-bit hash of a text, 16 hex digits (items.jsonl identifies prompts by it).
 std::string fnv1a_hex(std::string_view text);
 

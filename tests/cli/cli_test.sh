@@ -89,6 +89,34 @@ expect 2 "--budget-file applies to tca" -- eval -m x.gguf --attention dense --bu
 expect 2 "--max-answer-tokens must be >= 0" -- eval -m x.gguf --max-answer-tokens -1
 expect 2 "--keep" -- eval -m x.gguf --keep 2
 expect 1 "nope.gguf" -- eval -m "$tmp/nope.gguf" --ctx 512
+# Training seeds (>= 1000000) belong to --export-train; evaluation refuses them and vice versa.
+expect 2 "--seed 1000000 is a training seed" -- eval -m x.gguf --seed 1000000
+expect 2 "--export-train needs --seed >= 1000000" -- eval --export-train "$tmp/t.jsonl" --seed 5
+expect 2 "--task: unknown task 'bogus'" -- eval --export-train "$tmp/t.jsonl" --seed 1000000 --task bogus
+expect 2 "--chars-per-token must be in" -- eval --export-train "$tmp/t.jsonl" --seed 1000000 --chars-per-token 0
+expect 0 "" -- eval --export-train "$tmp/t.jsonl" --seed 1000000 --task all,assoc_recall --ctx 512,1k --n-samples 2
+if [ "$(wc -l <"$tmp/t.jsonl")" -eq 36 ] && grep -q '"task":"assoc_recall"' "$tmp/t.jsonl" &&
+    grep -q '"answer":" ' "$tmp/t.jsonl"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: tca eval --export-train wrote $(wc -l <"$tmp/t.jsonl") lines (want 36 = 2 ctx x 9 tasks x 2)" >&2
+fi
+# tca convert: usage errors (2), a missing folder (1), help listing every flag.
+expect 2 "a Hugging Face folder is required" -- convert -o "$tmp/x.gguf"
+expect 2 "an output file is required" -- convert -m "$tmp"
+expect 2 "--type must be f32, f16, bf16 or q8_0, got 'q4_k'" -- convert -m "$tmp" -o "$tmp/x.gguf" --type q4_k
+expect 1 "nope: not a directory" -- convert -m "$tmp/nope" -o "$tmp/x.gguf"
+expect 1 "config.json" -- convert -m "$tmp" -o "$tmp/x.gguf"
+"$tca" convert --help >"$tmp/help" 2>&1
+if grep -q -- "--model DIR" "$tmp/help" && grep -q -- "--out FILE" "$tmp/help" &&
+    grep -q -- "--type T" "$tmp/help" && grep -q -- "--name TEXT" "$tmp/help" && grep -q '(default: "f16")' "$tmp/help"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: tca convert --help does not list its flags with defaults" >&2
+    cat "$tmp/help" >&2
+fi
 "$tca" eval --help >"$tmp/help" 2>&1
 if grep -q -- "--n-samples N" "$tmp/help" && grep -q -- "--haystack FILE" "$tmp/help" &&
     grep -q -- "--kv-budget N" "$tmp/help" && grep -q '(default: "dense,tca")' "$tmp/help"; then

@@ -1,15 +1,19 @@
 // `tca eval`: RULER-style long-context evaluation (docs/eval.md). Dense and each listed
 // attention policy answer identical seeded items; stdout gets the markdown results table,
 // --out DIR gets items.jsonl, summary.json, summary.md and accuracy_vs_kv.png.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/flags.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "eval/eval_runner.h"
+#include "model/gguf_reader.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tca::cli {
 
@@ -17,6 +21,8 @@ namespace {
 
 struct EvalFlags {
     std::string model, task = "all", attention = "dense,tca", out, haystack, tokenizer, kv_type = "f32";
+    std::string export_train;
+    double chars_per_token = 4.0;
     std::vector<int64_t> ctx = {4096};
     int64_t n_samples = 10, seed = 0, threads = 0, max_answer_tokens = 0;
     PolicyFlags policy;
@@ -31,8 +37,128 @@ Status write_text(const std::string& path, const std::string& text) {
     return Status();
 }
 
+// The tokenizer of -m MODEL (GGUF file or HF folder's tokenizer.json) or --tokenizer FILE.
+Result<std::unique_ptr<Tokenizer>> export_tokenizer(const EvalFlags& f) {
+    std::string json = f.tokenizer;
+    if (json.empty() && std::filesystem::is_directory(f.model)) json = f.model + "/tokenizer.json";
+    if (!json.empty()) {
+        TCA_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::from_hf_json_file(json));
+        return std::make_unique<Tokenizer>(std::move(t));
+    }
+    TCA_ASSIGN_OR_RETURN(GgufFile g, GgufFile::open(f.model));
+    TCA_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::from_gguf(g));
+    return std::make_unique<Tokenizer>(std::move(t));
+}
+
+// --export-train: training items from the evaluation's generators (and the dense associative
+// recall of the curriculum) as JSON lines, no model run (docs/eval.md, "Training items").
+Status export_main(const EvalFlags& f, const std::vector<EvalTask>& tasks, bool assoc) {
+    if (f.seed < static_cast<int64_t>(kTrainSeedBase)) {
+        return usage_error("--export-train needs --seed >= %llu (training seeds; tca eval uses the seeds "
+                           "below)", static_cast<unsigned long long>(kTrainSeedBase));
+    }
+    if (!(f.chars_per_token > 0.5 && f.chars_per_token < 64)) {
+        return usage_error("--chars-per-token must be in (0.5, 64), got %g", f.chars_per_token);
+    }
+    TokenCounter count;
+    std::unique_ptr<Tokenizer> tok;
+    std::string counter_name;
+    if (!f.model.empty() || !f.tokenizer.empty()) {
+        TCA_ASSIGN_OR_RETURN(tok, export_tokenizer(f));
+        const bool bos = f.bos && tok->add_bos_default();
+        count = [&tok, bos](std::string_view t) { return static_cast<int64_t>(tok->encode(t, bos, false).size()); };
+        counter_name = "tokenizer";
+    } else {
+        // No tokenizer yet (the training tokenizer is made on the GPU machine): an estimate;
+        // the trainer re-tokenizes and trims or drops items longer than its sequence length.
+        const double cpt = f.chars_per_token;
+        count = [cpt](std::string_view t) { return 1 + static_cast<int64_t>(std::ceil(static_cast<double>(t.size()) / cpt)); };
+        counter_name = strformat("%g chars per token", cpt);
+    }
+    Haystack hay;
+    if (f.haystack.empty()) {
+        hay = generated_haystack();
+    } else {
+        TCA_ASSIGN_OR_RETURN(hay, load_haystack(f.haystack));
+    }
+    std::ofstream out(f.export_train, std::ios::binary | std::ios::trunc);
+    if (!out) return io_error("cannot write %s", f.export_train.c_str());
+    int64_t n = 0;
+    for (int64_t ctx : f.ctx) {
+        for (EvalTask task : tasks) {
+            for (int64_t i = 0; i < f.n_samples; ++i) {
+                EvalItemSpec spec;
+                spec.task = task;
+                spec.ctx = ctx;
+                spec.sample = i;
+                spec.n_samples = f.n_samples;
+                spec.seed = static_cast<uint64_t>(f.seed);
+                spec.answer_tokens = f.max_answer_tokens;
+                TCA_ASSIGN_OR_RETURN(EvalItem item, make_eval_item(spec, hay, count));
+                const nlohmann::json j = {{"task", eval_task_name(task)}, {"ctx", ctx}, {"sample", i},
+                                          {"seed", f.seed}, {"depth", item.depth},
+                                          {"prompt", item.prompt}, {"answer", reference_answer_text(item)},
+                                          {"references", item.references},
+                                          {"n_prompt_tokens", item.n_prompt_tokens}};
+                out << j.dump() << '\n';
+                ++n;
+            }
+        }
+        if (!assoc) continue;
+        for (int64_t i = 0; i < f.n_samples; ++i) {
+            AssocRecallSpec spec;
+            spec.seed = static_cast<uint64_t>(f.seed);
+            spec.sample = i;
+            spec.n_tokens = ctx;
+            TCA_ASSIGN_OR_RETURN(AssocRecallItem item, make_assoc_recall_item(spec, count));
+            const auto [b, e] = item.answer_spans.back();
+            nlohmann::json spans = nlohmann::json::array();
+            for (size_t k = 0; k + 1 < item.answer_spans.size(); ++k) {
+                spans.push_back({item.answer_spans[k].first, item.answer_spans[k].second});
+            }
+            const nlohmann::json j = {{"task", "assoc_recall"}, {"ctx", ctx}, {"sample", i}, {"seed", f.seed},
+                                      {"prompt", item.text.substr(0, b)}, {"answer", item.text.substr(b, e - b)},
+                                      {"answer_spans", spans}, {"n_needles", item.n_needles},
+                                      {"n_prompt_tokens", item.n_tokens}};
+            out << j.dump() << '\n';
+            ++n;
+        }
+    }
+    out.close();
+    if (!out) return io_error("cannot write %s", f.export_train.c_str());
+    TCA_LOG_INFO("wrote %lld training items to %s (tokens counted with %s)", static_cast<long long>(n),
+                 f.export_train.c_str(), counter_name.c_str());
+    return Status();
+}
+
 Status eval_main(const EvalFlags& f) {
+    if (!f.export_train.empty()) {
+        // assoc_recall is a training-only task: taken out of the list before the eval tasks parse.
+        std::string list;
+        bool assoc = false;
+        for (const std::string& t : split(f.task, ',')) {
+            if (t == "assoc_recall") {
+                assoc = true;
+            } else {
+                list += (list.empty() ? "" : ",") + t;
+            }
+        }
+        std::vector<EvalTask> tasks;
+        if (!list.empty()) {
+            TCA_ASSIGN_OR_RETURN(tasks, parse_eval_tasks(list));
+        }
+        if (f.ctx.empty()) return usage_error("--ctx: no context size given");
+        if (f.n_samples < 1 || f.n_samples > 1000000) {
+            return usage_error("--n-samples must be in [1, 1000000], got %lld", static_cast<long long>(f.n_samples));
+        }
+        return export_main(f, tasks, assoc);
+    }
     if (f.model.empty()) return usage_error("a model is required (-m FILE)");
+    if (f.seed >= static_cast<int64_t>(kTrainSeedBase)) {
+        return usage_error("--seed %lld is a training seed (>= %llu, used by --export-train); evaluation "
+                           "seeds are below it", static_cast<long long>(f.seed),
+                           static_cast<unsigned long long>(kTrainSeedBase));
+    }
     TCA_ASSIGN_OR_RETURN(const std::vector<EvalTask> tasks, parse_eval_tasks(f.task));
     if (f.ctx.empty()) return usage_error("--ctx: no context size given");
     for (int64_t c : f.ctx) {
@@ -162,6 +288,13 @@ int cmd_eval(const std::vector<std::string>& args) {
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_bool("verbose", &f.verbose, "debug logging (each item's answer)");
+    flags.add_string("export-train", &f.export_train, "FILE",
+                     "write training items as JSON lines {task, ctx, prompt, answer, ...} instead of "
+                     "evaluating (needs --seed >= 1000000; --task may add assoc_recall, the dense "
+                     "associative recall of the curriculum; -m/--tokenizer count tokens, else "
+                     "--chars-per-token)");
+    flags.add_double("chars-per-token", &f.chars_per_token,
+                     "--export-train without a tokenizer: estimated bytes per token");
     if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (f.verbose) set_log_level(LogLevel::kDebug);
     return report_error(eval_main(f));

@@ -17,6 +17,7 @@ namespace tca::cli {
 
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_calibrate(const std::vector<std::string>& args);
+int cmd_convert(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);

@@ -20,6 +20,7 @@ const Command kCommands[] = {
     {"tokenize", "print the token ids of a text", tca::cli::cmd_tokenize},
     {"inspect", "describe a model file: shapes, tensor types, tokenizer, memory", tca::cli::cmd_inspect},
     {"calibrate", "offline calibration: per-head budgets from one dense pass over a text", tca::cli::cmd_calibrate},
+    {"convert", "convert a Hugging Face folder (safetensors + tokenizer.json) to one GGUF file", tca::cli::cmd_convert},
     {"eval", "RULER-style long-context evaluation of attention policies on identical items", tca::cli::cmd_eval},
     {"bench", "benchmarks (bench attention: dense vs TCA attention on this CPU)", tca::cli::cmd_bench},
 };
