@@ -1,0 +1,122 @@
+"""Unit tests of the torch-free training pieces (data.py, shards.py): python3 -m unittest."""
+import json
+import os
+import random
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+import shards  # noqa: E402
+
+
+def enc(text):
+    """Stand-in tokenizer: one id per byte."""
+    return list(text.encode("utf-8"))
+
+
+def enc_batch(texts):
+    return [enc(t) for t in texts]
+
+
+PROMPT = ("Some special magic numbers are hidden in the long text below. Read it.\n\n"
+          "The sky was grey. One of the special magic numbers for calm-otter is: 1234567. "
+          "Birds flew by. VAR ABCDE = 12345. The end came.\n\n"
+          "Question: What is the special magic number for calm-otter mentioned in the text above?"
+          "\nAnswer: The special magic number for calm-otter mentioned in the text above is")
+
+
+class DataTest(unittest.TestCase):
+    def test_split_sentences_like_load_haystack(self):
+        self.assertEqual(data.split_sentences("A b.  C d!\nE f? g"), ["A b.", "C d!", "E f?", "g"])
+
+    def test_needles_and_filler(self):
+        self.assertEqual(data.needles_of(PROMPT),
+                         ["One of the special magic numbers for calm-otter is: 1234567.", "VAR ABCDE = 12345."])
+        self.assertEqual(data.filler_of(PROMPT), ["The sky was grey.", "Birds flew by.", "The end came."])
+
+    def test_task_item_rebuild_keeps_needles_in_order_and_length(self):
+        rec = {"task": "niah_single_number", "prompt": PROMPT, "answer": " 1234567."}
+        item = data.TaskItem(rec, enc)
+        hay = data.Haystack(["Lorem ipsum dolor sit.", "Amet consectetur.", "Adipiscing elit sed."], enc_batch)
+        for seed in range(20):
+            out = item.build(600, hay, random.Random(seed), enc)
+            self.assertIsNotNone(out)
+            ids, mask = out
+            self.assertLessEqual(len(ids), 600)
+            self.assertGreater(len(ids), 600 - 30)
+            text = bytes(ids).decode()
+            self.assertTrue(text.startswith("Some special magic numbers"))
+            self.assertTrue(text.endswith("is 1234567."))
+            a, b = text.index("calm-otter is: 1234567."), text.index("VAR ABCDE = 12345.")
+            self.assertLess(a, b)
+            self.assertEqual(bytes(i for i, m in zip(ids, mask) if m).decode(), " 1234567.")
+            self.assertNotIn("The sky was grey", text)  # re-placed into the given haystack
+            self.assertNotIn("  ", text.split("\n\nQuestion")[0])
+        self.assertIsNone(item.build(50, hay, random.Random(0), enc))
+
+    def test_assoc_segments_and_trim(self):
+        rec = {"prompt": "Intro\nQ1 is A1. more\nQ2 is", "answer": " A2.", "answer_spans": [[11, 15]]}
+        segs = data.assoc_segments(rec)
+        self.assertEqual(segs, [("Intro\nQ1 is", False), (" A1.", True), (" more\nQ2 is", False), (" A2.", True)])
+        ids, mask = data.tokenize_segments(segs, enc)
+        self.assertEqual(len(ids), len(mask))
+        t_ids, t_mask = data.trim_to_last_answer(ids, mask, 20)
+        self.assertEqual(bytes(t_ids).decode(), "Intro\nQ1 is A1.")
+        self.assertEqual(data.trim_to_last_answer(ids, mask, 5), ([], []))
+
+    def test_mixer_sequences_have_exact_length(self):
+        hay = data.Haystack(data.split_sentences("Alpha beta gamma. Delta epsilon. Zeta eta theta iota. " * 50), enc_batch)
+        rec = {"task": "niah_single_number", "prompt": PROMPT, "answer": " 1234567."}
+        assoc_rec = {"prompt": "Intro\nQ1 is A1. more\nQ2 is", "answer": " A2.", "answer_spans": [[11, 15]]}
+        m = data.Mixer(seq_len=1024, weights={"assoc": 1, "tasks": 1, "text": 1}, bos=1, eos=2, encode=enc,
+                       text=hay, fillers=hay, tasks=[data.TaskItem(rec, enc)],
+                       assoc=[data.tokenize_segments(data.assoc_segments(assoc_rec), enc)],
+                       filler_share=0.3, rng=random.Random(5))
+        n_answers = 0
+        for _ in range(30):
+            ids, mask = m.sequence()
+            self.assertEqual(len(ids), 1025)
+            self.assertEqual(len(mask), 1025)
+            self.assertEqual(ids[0], 1)
+            n_answers += sum(mask)
+        self.assertGreater(n_answers, 0)
+
+    def test_mixer_refuses_a_missing_source(self):
+        hay = data.Haystack(["A b."], enc_batch)
+        with self.assertRaises(ValueError):
+            data.Mixer(seq_len=64, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                       tasks=[], assoc=[], filler_share=0, rng=random.Random(0))
+
+
+class ShardTest(unittest.TestCase):
+    def test_plan_shards_respects_the_limit(self):
+        sizes = [("a", 6), ("b", 6), ("c", 3), ("d", 10)]
+        self.assertEqual(shards.plan_shards(sizes, 12), [["a", "b"], ["c"], ["d"]])
+        with self.assertRaises(ValueError):
+            shards.plan_shards([("big", 13)], 12)
+        names = shards.shard_file_names(3)
+        self.assertEqual(names[0], "model-00001-of-00003.safetensors")
+        idx = shards.index_json([["a", "b"], ["c"]], shards.shard_file_names(2), 15)
+        self.assertEqual(idx["weight_map"]["c"], "model-00002-of-00002.safetensors")
+        self.assertEqual(shards.shard_file_names(1), ["model.safetensors"])
+
+    def test_recipe_model_fits_the_gguf_limit(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "recipe.json")) as f:
+            r = json.load(f)
+        m = r["model"]
+        q, kv = m["n_heads"] * m["head_dim"], m["n_kv_heads"] * m["head_dim"]
+        self.assertEqual(m["n_heads"], 4 * m["n_kv_heads"])  # GQA 4:1 (issue 6)
+        self.assertIn(m["head_dim"], (64, 128))
+        self.assertGreaterEqual(m["rope_theta"], 100000)
+        per_layer = 2 * m["dim"] + m["dim"] * (q + 2 * kv) + q * m["dim"] + 3 * m["dim"] * m["ffn_dim"]
+        norms = m["n_layers"] * 2 * m["dim"] + m["dim"]
+        n = m["n_layers"] * per_layer + m["vocab_size"] * m["dim"] + m["dim"]
+        size = shards.gguf_bytes_estimate(n, norms, r["export"]["gguf_type"])
+        self.assertLess(size + 512 * 1024, 16 * shards.MIB, f"{n} parameters -> {size} bytes")
+        self.assertGreaterEqual(max(s["seq_len"] for s in r["stages"]), 8192)
+
+
+if __name__ == "__main__":
+    unittest.main()
