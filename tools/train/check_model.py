@@ -28,7 +28,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         M.save_hf(m, d)
         from transformers import AutoModelForCausalLM
-        hf = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32).eval()
+        hf = AutoModelForCausalLM.from_pretrained(d).float().eval()
         with torch.no_grad():
             theirs = hf(ids).logits.float()
         diff = (ours - theirs).abs().max().item()

@@ -32,6 +32,7 @@ import shards as S  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import torch.utils.data  # noqa: E402
 
 import model as M  # noqa: E402
 
