@@ -145,6 +145,16 @@ if [ -f "$models/stories260K.gguf" ]; then
     expect 0 "" -- inspect -m "$models/stories260K-q4_k_m.gguf"
     grep -q "Q5_0" "$tmp/out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: inspect output" >&2; }
 
+    # --export-train counting tokens with the model's tokenizer: every prompt fits its ctx.
+    expect 0 "" -- eval -m "$m" --export-train "$tmp/tm.jsonl" --seed 1000003 --task niah_single_number,assoc_recall --ctx 512 --n-samples 3
+    if python3 -c 'import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 6 and all(r["n_prompt_tokens"] <= 512 for r in rows), rows' "$tmp/tm.jsonl"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1)); echo "FAIL: --export-train -m: items exceed their ctx" >&2
+    fi
+
     # tca eval at 512 tokens (stories260K's training length; its accuracy is ~0, the files are
     # what is checked): fields and ranges, determinism across runs, identical items across
     # policies, TCA sparse at 512 with b 16 / w 64.
