@@ -89,6 +89,45 @@ class DataTest(unittest.TestCase):
                        tasks=[], assoc=[], filler_share=0, rng=random.Random(0))
 
 
+# GPT-2's split regex with ASCII classes; one id per piece: a stand-in for byte-level BPE whose
+# pieces never merge across the split, so ids assembled from parts must equal ids of the text.
+GPT2_SPLIT = __import__("re").compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
+
+
+class PieceTokenizer:
+    def __init__(self):
+        self.ids, self.pieces = {}, []
+
+    def encode(self, text):
+        out = []
+        for p in GPT2_SPLIT.findall(text):
+            if p not in self.ids:
+                self.ids[p] = len(self.pieces)
+                self.pieces.append(p)
+            out.append(self.ids[p])
+        return out
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids)
+
+
+class TokenLevelAssemblyTest(unittest.TestCase):
+    def test_assembled_ids_equal_the_ids_of_the_assembled_text(self):
+        tok = PieceTokenizer()
+        rec = {"task": "variable_tracking", "prompt": PROMPT, "answer": " ABCDE."}
+        item = data.TaskItem(rec, tok.encode)
+        hay = data.Haystack(data.split_sentences("In the beginning God created the heaven. And the earth "
+                                                 "was without form, and void! Was it? Yes. " * 30),
+                            lambda xs: [tok.encode(x) for x in xs])
+        for seed in range(30):
+            ids, mask = item.build(300, hay, random.Random(seed), tok.encode)
+            text = tok.decode(ids)
+            self.assertEqual(tok.encode(text), ids, text)
+            self.assertIn("\n\n", text)
+            answer = tok.decode([i for i, m in zip(ids, mask) if m])
+            self.assertEqual(answer, " ABCDE.")
+
+
 class ShardTest(unittest.TestCase):
     def test_plan_shards_respects_the_limit(self):
         sizes = [("a", 6), ("b", 6), ("c", 3), ("d", 10)]
