@@ -128,6 +128,23 @@ class TokenLevelAssemblyTest(unittest.TestCase):
             self.assertEqual(answer, " ABCDE.")
 
 
+    def test_assoc_segments_tokenize_like_the_whole_text(self):
+        tok = PieceTokenizer()
+        q = ("\nQuestion: What is the special magic {k} for {key} mentioned in the text above?\n"
+             "Answer: The special magic {k} for {key} mentioned in the text above is")
+        text = "Special magic values are listed below.\nOne of the special magic uuids for odd-fox is: 8c1f-4a2b."
+        text += "\nOne of the special magic numbers for calm-owl is: 1234567."
+        spans = []
+        for key, kind, value in [("odd-fox", "uuid", "8c1f-4a2b"), ("calm-owl", "number", "1234567")]:
+            text += q.format(k=kind, key=key)
+            spans.append([len(text), len(text) + len(value) + 2])
+            text += " " + value + "."
+        rec = {"prompt": text[:spans[-1][0]], "answer": text[spans[-1][0]:], "answer_spans": spans[:-1]}
+        ids, mask = data.tokenize_segments(data.assoc_segments(rec), tok.encode)
+        self.assertEqual(ids, tok.encode(text))
+        self.assertEqual(tok.decode([i for i, m in zip(ids, mask) if m]), " 8c1f-4a2b. 1234567.")
+
+
 class ShardTest(unittest.TestCase):
     def test_plan_shards_respects_the_limit(self):
         sizes = [("a", 6), ("b", 6), ("c", 3), ("d", 10)]
