@@ -47,6 +47,15 @@ Result<const MemorySpace*> memory_space(Device device) {
 #endif
 }
 
+Status select_device(Device device, int index) {
+#if TCA_HAVE_CUDA
+    if (device == Device::kCuda) return cuda::set_device(index);
+#endif
+    (void)device;
+    (void)index;
+    return Status();
+}
+
 Status synchronize(Device device) {
 #if TCA_HAVE_CUDA
     if (device == Device::kCuda) return cuda::synchronize();

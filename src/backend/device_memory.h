@@ -12,6 +12,11 @@ namespace tca {
 // has no CUDA backend (...)", or cuda::device_check's reason (no driver, no device, too old).
 Result<const MemorySpace*> memory_space(Device device);
 
+// Makes device `index` of its kind the calling thread's current one (tensor-parallel rank
+// `index` runs there): a no-op on the CPU; on cuda, cudaSetDevice. Every CUDA op, stream,
+// scratch buffer and allocation of the thread then belongs to that GPU.
+Status select_device(Device device, int index);
+
 // Waits until the work queued on `device` has finished (no-op on the CPU, whose ops are
 // synchronous); returns the first asynchronous error. Host-clock timings of GPU stages call it.
 Status synchronize(Device device);

@@ -73,9 +73,16 @@ std::unique_ptr<ThreadPool>& pool_slot() {
     return pool;
 }
 std::mutex g_pool_mu;
+thread_local ThreadPool* t_pool_override = nullptr;
 }  // namespace
 
+ScopedThreadPool::ScopedThreadPool(ThreadPool& pool) : previous_(t_pool_override) {
+    t_pool_override = &pool;
+}
+ScopedThreadPool::~ScopedThreadPool() { t_pool_override = previous_; }
+
 ThreadPool& thread_pool() {
+    if (t_pool_override) return *t_pool_override;
     std::lock_guard<std::mutex> lock(g_pool_mu);
     auto& slot = pool_slot();
     if (!slot) {

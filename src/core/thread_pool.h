@@ -71,4 +71,18 @@ private:
 ThreadPool& thread_pool();
 void set_num_threads(int n);
 
+// While alive, thread_pool() on the constructing thread returns `pool` instead of the
+// process-wide one: tensor-parallel ranks that are threads of one process each run their CPU
+// ops on a pool of their own (a pool runs one parallel_for at a time).
+class ScopedThreadPool {
+public:
+    explicit ScopedThreadPool(ThreadPool& pool);
+    ~ScopedThreadPool();
+    ScopedThreadPool(const ScopedThreadPool&) = delete;
+    ScopedThreadPool& operator=(const ScopedThreadPool&) = delete;
+
+private:
+    ThreadPool* previous_;
+};
+
 }  // namespace tca

@@ -33,10 +33,26 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
                                                                 int64_t n_head, int64_t n_kv_heads,
                                                                 int64_t head_dim, int64_t ctx,
                                                                 DType kv_dtype,
-                                                                const MemorySpace& space) {
+                                                                const MemorySpace& space,
+                                                                int64_t kv_head0) {
     std::unique_ptr<AttentionRunner> r(new (std::nothrow) AttentionRunner());
     if (!r) return out_of_memory("attention runner: cannot allocate");
     r->policy_ = policy;
+    // The layer is as slow as its most expensive head (over the whole model's heads).
+    for (const std::vector<HeadConfig>& layer : policy.budgets.heads) {
+        double keep = 0.0;
+        for (const HeadConfig& c : layer) {
+            keep = std::max(keep, expected_keep_fraction(c.p, policy.budgets.options.block_size));
+        }
+        r->prefill_keep_.push_back(keep);
+    }
+    for (std::vector<HeadConfig>& layer : r->policy_.budgets.heads) {
+        if (kv_head0 == 0 && static_cast<int64_t>(layer.size()) == n_kv_heads) continue;
+        TCA_ASSERT(kv_head0 >= 0 && kv_head0 + n_kv_heads <= static_cast<int64_t>(layer.size()),
+                   "KV heads [%lld, +%lld) of %zu", static_cast<long long>(kv_head0),
+                   static_cast<long long>(n_kv_heads), layer.size());
+        layer = std::vector<HeadConfig>(layer.begin() + kv_head0, layer.begin() + kv_head0 + n_kv_heads);
+    }
     r->n_head_ = n_head;
     r->n_kv_heads_ = n_kv_heads;
     r->head_dim_ = head_dim;
@@ -124,11 +140,7 @@ size_t AttentionRunner::scratch_bytes() const {
 
 bool AttentionRunner::sparse_pays_off(int64_t layer, int64_t n_tokens) const {
     if (policy_.min_prefill_gain <= 0.0) return true;
-    // The layer is as slow as its most expensive head: the largest expected keep fraction.
-    double keep = 0.0;
-    for (const HeadConfig& c : policy_.budgets.heads[static_cast<size_t>(layer)]) {
-        keep = std::max(keep, expected_keep_fraction(c.p, policy_.budgets.options.block_size));
-    }
+    const double keep = prefill_keep_[static_cast<size_t>(layer)];
     return sparse_prefill_gain(n_tokens, policy_.budgets.options, keep) >= policy_.min_prefill_gain;
 }
 

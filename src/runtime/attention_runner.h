@@ -14,13 +14,17 @@
 
 namespace tca {
 
+// Tensor parallelism: a rank's runner drives KV heads [kv_head0, kv_head0 + n_kv_heads) of a
+// policy written for the whole model (its budgets are sliced to those heads); whether a prompt
+// runs the sparse prefill is still decided over every head of the layer, as on one device.
 class AttentionRunner {
 public:
     static Result<std::unique_ptr<AttentionRunner>> create(const AttentionPolicy& policy,
                                                            int64_t n_head, int64_t n_kv_heads,
                                                            int64_t head_dim, int64_t ctx,
                                                            DType kv_dtype,
-                                                           const MemorySpace& space = host_memory());
+                                                           const MemorySpace& space = host_memory(),
+                                                           int64_t kv_head0 = 0);
 
     const AttentionPolicy& policy() const { return policy_; }
     // Selection stage timings of TCA prefill, summed over layers (target P2).
@@ -58,6 +62,7 @@ private:
     static Status push(DeviceTensor& t, const HostTensor& mirror, size_t bytes, size_t offset = 0);
 
     AttentionPolicy policy_;
+    std::vector<double> prefill_keep_;  // [n_layer] tca: the largest expected keep fraction
     int64_t n_head_ = 0, n_kv_heads_ = 0, head_dim_ = 0, ctx_ = 0;
     std::unique_ptr<TcaPrefillWorkspace> ws_;  // tca: selection buffers for a whole prompt
     DeviceTensor scores_;   // [n_kv_heads, ctx] f32: token scores of compaction / baselines

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cstring>
 #include <new>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 #include "backend/device_memory.h"
 #include "core/log.h"
@@ -82,30 +85,49 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
         policy.budgets = std::move(file.budgets);
         policy.uniform.reset();
     }
-    TCA_ASSIGN_OR_RETURN(e->model_, Model::create(std::move(weights), *space));
-    e->model_->set_matmul_activations(opt.matmul_activations);
-    const ModelConfig& c = e->model_->config();
+    const int tp = opt.tensor_parallel;
+    if (tp < 1 || tp > 64) return usage_error("--tensor-parallel must be in [1, 64], got %d", tp);
+    TCA_RETURN_IF_ERROR(check_tensor_parallel(weights.config, tp));
+    if (tp > 1 && opt.device == Device::kCuda) {
+        TCA_ASSIGN_OR_RETURN(e->nccl_, create_nccl_communicators(tp));
+    } else if (tp > 1) {
+        // CPU ranks: threads of this process, each with its share of the worker threads.
+        e->host_comm_ = std::make_unique<HostCommGroup>(tp);
+        const int threads = opt.n_threads > 0 ? opt.n_threads : thread_pool().n_threads();
+        for (int r = 0; r < tp; ++r) e->pools_.push_back(std::make_unique<ThreadPool>(std::max(1, threads / tp)));
+    }
     int64_t ctx = opt.ctx_size;
-    if (ctx == 0) ctx = c.context_length > 0 ? std::min<int64_t>(c.context_length, 4096) : 4096;
+    const ModelConfig& full = weights.config;
+    if (ctx == 0) ctx = full.context_length > 0 ? std::min<int64_t>(full.context_length, 4096) : 4096;
     if (ctx > (int64_t{1} << 30)) {
         return usage_error("--ctx-size %lld is larger than the supported 2^30 tokens",
                            static_cast<long long>(ctx));
     }
-    TCA_ASSIGN_OR_RETURN(e->cache_, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
-                                                    kv_dtype, space->available_bytes(), *space));
-    expand_uniform(policy, c.n_layer, c.n_head_kv);
-    TCA_RETURN_IF_ERROR(validate(policy, c.n_layer, c.n_head_kv));
-    TCA_ASSIGN_OR_RETURN(e->attention_, AttentionRunner::create(policy, c.n_head, c.n_head_kv,
-                                                                c.head_dim, ctx, kv_dtype, *space));
-    const bool whole_prompt = opt.attention.kind == AttentionKind::kTca;
-    const int64_t batch = whole_prompt ? ctx : std::min(opt.batch_size, ctx);
-    Result<std::unique_ptr<RunState>> st = RunState::create(c, batch, opt.all_logits, *space);
-    if (!st.ok()) {
-        return Status(st.status().code(), strformat("run state for a batch of %lld tokens does not fit: %s",
-                                                    static_cast<long long>(batch),
-                                                    st.status().message().c_str()));
+    expand_uniform(policy, full.n_layer, full.n_head_kv);
+    TCA_RETURN_IF_ERROR(validate(policy, full.n_layer, full.n_head_kv));
+    std::shared_ptr<const ModelWeights> shared;
+    try {
+        shared = std::make_shared<const ModelWeights>(std::move(weights));
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("engine: cannot allocate");
     }
-    e->state_ = std::move(st.value());
+    e->ranks_.resize(static_cast<size_t>(tp - 1));
+    for (int r = 0; r < tp; ++r) {
+        // Rank r's buffers live on device r (a no-op on the CPU).
+        TCA_RETURN_IF_ERROR(select_device(opt.device, r));
+        Rank one;
+        TCA_RETURN_IF_ERROR(e->create_rank(r, shared, policy, ctx, kv_dtype, *space, one));
+        if (r == 0) {
+            e->model_ = std::move(one.model);
+            e->cache_ = std::move(one.cache);
+            e->attention_ = std::move(one.attention);
+            e->state_ = std::move(one.state);
+        } else {
+            e->ranks_[static_cast<size_t>(r - 1)] = std::move(one);
+        }
+    }
+    TCA_RETURN_IF_ERROR(select_device(opt.device, 0));
+    const ModelConfig& c = e->config();
     if (!space->is_host()) {
         try {
             e->host_logits_ = HostTensor(DType::kF32, {c.n_vocab});
@@ -116,11 +138,92 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
     return e;
 }
 
+Engine::~Engine() = default;
+
+Status Engine::create_rank(int r, const std::shared_ptr<const ModelWeights>& weights,
+                           const AttentionPolicy& policy, int64_t ctx, DType kv_dtype,
+                           const MemorySpace& space, Rank& out) {
+    const int tp = opt_.tensor_parallel;
+    TCA_ASSIGN_OR_RETURN(out.model, Model::create_shard(weights, space, TensorShard{r, tp}));
+    out.model->set_matmul_activations(opt_.matmul_activations);
+    const ModelConfig& c = out.model->config();  // the shard's heads and MLP columns
+    TCA_ASSIGN_OR_RETURN(out.cache, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim,
+                                                    kv_dtype, space.available_bytes(), space));
+    TCA_ASSIGN_OR_RETURN(out.attention, AttentionRunner::create(policy, c.n_head, c.n_head_kv, c.head_dim,
+                                                                ctx, kv_dtype, space, r * c.n_head_kv));
+    const bool whole_prompt = opt_.attention.kind == AttentionKind::kTca;
+    const int64_t batch = whole_prompt ? ctx : std::min(opt_.batch_size, ctx);
+    // Every rank computes the (replicated) logits; only rank 0's are read.
+    Result<std::unique_ptr<RunState>> st = RunState::create(c, batch, opt_.all_logits && r == 0, space);
+    if (!st.ok()) {
+        return Status(st.status().code(), strformat("run state for a batch of %lld tokens does not fit: %s",
+                                                    static_cast<long long>(batch),
+                                                    st.status().message().c_str()));
+    }
+    out.state = std::move(st.value());
+    return Status();
+}
+
+Status Engine::forward_all(std::span<const int32_t> ids, int64_t pos0, bool prompt_end,
+                           const LayerObserver* observer) {
+    if (ranks_.empty()) {
+        return forward(opt_.device, *model_, *state_, cache_, *attention_, ids, pos0, prompt_end, observer);
+    }
+    if (observer && *observer) {
+        return unsupported("--tensor-parallel %d: layer observers (calibration, diagnostics) need "
+                           "the whole model on one device; use --tensor-parallel 1",
+                           opt_.tensor_parallel);
+    }
+    const int tp = opt_.tensor_parallel;
+    std::vector<Status> status(static_cast<size_t>(tp));
+    std::vector<char> failed_first(static_cast<size_t>(tp), 0);
+    auto run_rank = [&](int r) {
+        Communicator& comm = host_comm_ ? host_comm_->rank(r) : *nccl_[static_cast<size_t>(r)];
+        std::optional<ScopedThreadPool> pool;
+        if (!pools_.empty()) pool.emplace(*pools_[static_cast<size_t>(r)]);
+        Status s = select_device(opt_.device, r);
+        if (s.ok()) {
+            if (r == 0) {
+                s = forward(opt_.device, *model_, *state_, cache_, *attention_, ids, pos0, prompt_end,
+                            nullptr, &comm);
+            } else {
+                Rank& k = ranks_[static_cast<size_t>(r - 1)];
+                s = forward(opt_.device, *k.model, *k.state, k.cache, *k.attention, ids, pos0,
+                            prompt_end, nullptr, &comm);
+            }
+        }
+        if (!s.ok()) {
+            failed_first[static_cast<size_t>(r)] = 1;
+            comm.abort();
+        }
+        status[static_cast<size_t>(r)] = std::move(s);
+    };
+    std::vector<std::thread> threads;
+    try {
+        for (int r = 1; r < tp; ++r) threads.emplace_back(run_rank, r);
+    } catch (const std::system_error& err) {
+        TCA_ASSERT(false, "tensor parallel: cannot start a rank thread: %s", err.what());
+    }
+    run_rank(0);
+    for (std::thread& t : threads) t.join();
+    TCA_RETURN_IF_ERROR(select_device(opt_.device, 0));
+    if (host_comm_) host_comm_->reset();
+    // The first rank whose own step failed (the others report the abort).
+    for (const Status& s : status) {
+        if (!s.ok() && s.message() != "tensor parallel: another rank failed") return s;
+    }
+    for (const Status& s : status) TCA_RETURN_IF_ERROR(s);
+    return Status();
+}
+
 std::string Engine::memory_report() const {
     std::string where;
     if (opt_.device != Device::kCpu) {
         where = strformat(" on %s", device_name(opt_.device));
         if (!model_->weight_conversion().empty()) where += " (" + model_->weight_conversion() + ")";
+    }
+    if (opt_.tensor_parallel > 1) {
+        where += strformat(" per rank (rank 0 of %d, its heads and MLP columns)", opt_.tensor_parallel);
     }
     return strformat("weights %s%s, kv cache %s (%lld tokens x %lld layers, %s), activations %s, "
                      "attention (%s) scratch %s",
@@ -159,9 +262,8 @@ Status Engine::eval(std::span<const int32_t> ids, std::vector<float>* logits_out
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < n; i += state_->max_batch) {
         const int64_t len = std::min(state_->max_batch, n - i);
-        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, *attention_,
-                                    ids.subspan(static_cast<size_t>(i), static_cast<size_t>(len)),
-                                    n_past_, i + len == n, observer));
+        TCA_RETURN_IF_ERROR(forward_all(ids.subspan(static_cast<size_t>(i), static_cast<size_t>(len)),
+                                        n_past_, i + len == n, observer));
         n_past_ += len;
         last_row_ = state_->all_logits ? len - 1 : 0;
         if (logits_out) {
@@ -211,7 +313,7 @@ Status Engine::generate(int64_t n_predict, Sampler& sampler,
                                     static_cast<long long>(cache_.capacity()));
         }
         const int32_t one[1] = {id};
-        TCA_RETURN_IF_ERROR(forward(opt_.device, *model_, *state_, cache_, *attention_, one, n_past_, false));
+        TCA_RETURN_IF_ERROR(forward_all(one, n_past_, false, nullptr));
         ++n_past_;
         last_row_ = 0;
         TCA_RETURN_IF_ERROR(fetch_last_logits());
@@ -227,7 +329,8 @@ EngineStats Engine::stats() const {
     EngineStats s = stats_;
     s.n_positions = n_past_;
     s.kv_bytes = cache_.held_bytes();
-    s.kv_bytes_dense = kv_cache_bytes(cache_.n_layers(), cache_.n_kv_heads(), n_past_,
+    for (const Rank& k : ranks_) s.kv_bytes += k.cache.held_bytes();
+    s.kv_bytes_dense = kv_cache_bytes(cache_.n_layers(), config().n_head_kv, n_past_,
                                       cache_.head_dim(), cache_.dtype());
     return s;
 }
@@ -250,6 +353,7 @@ std::string Engine::stats_json() const {
 
 void Engine::reset() {
     cache_.clear();
+    for (Rank& k : ranks_) k.cache.clear();
     n_past_ = 0;
     last_row_ = 0;
 }

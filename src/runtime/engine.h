@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/communicator.h"
+#include "core/thread_pool.h"
 #include "kv/kv_cache.h"
 #include "runtime/attention_runner.h"
 #include "runtime/model.h"
@@ -43,6 +45,12 @@ struct EngineOptions {
     // tca: per-head budgets from `tca calibrate` (checked against the model's identity); they
     // replace attention.budgets and attention.uniform.
     std::string budget_file;
+    // Tensor parallelism (--tensor-parallel): N ranks, one thread each, rank r holding the query
+    // heads [r * n_head / N, ...), their KV heads (KV cache and TCA selection local to the rank)
+    // and n_ff / N MLP columns (Model::create_shard); the attention output and MLP down
+    // projections are all-reduced. On the CPU the ranks split --threads; on cuda rank r runs on
+    // GPU r with an NCCL communicator. 1: one unsharded model, no communicator.
+    int tensor_parallel = 1;
 };
 
 struct EngineStats {
@@ -61,9 +69,12 @@ class Engine {
 public:
     static Result<std::unique_ptr<Engine>> create(const EngineOptions& opt);
 
-    const ModelConfig& config() const { return model_->config(); }
+    // The whole model's configuration (also with tensor parallelism).
+    const ModelConfig& config() const { return model_->weights().config; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
+    // The KV cache (rank 0's heads under tensor parallelism).
     const KvCache& cache() const { return cache_; }
+    int tensor_parallel() const { return opt_.tensor_parallel; }
     int64_t ctx_size() const { return cache_.capacity(); }
     int64_t n_past() const { return n_past_; }
     // Speed and KV accounting of everything evaluated so far.
@@ -89,9 +100,29 @@ public:
     // Forgets the sequence (empty cache).
     void reset();
 
+    ~Engine();
+
 private:
     Engine() = default;
+    // Tensor parallelism: what each rank other than 0 owns (rank 0's are the members below).
+    struct Rank {
+        std::unique_ptr<Model> model;
+        KvCache cache;
+        std::unique_ptr<RunState> state;
+        std::unique_ptr<AttentionRunner> attention;
+    };
+    // Creates rank r's model, cache, attention runner and run state.
+    Status create_rank(int r, const std::shared_ptr<const ModelWeights>& weights,
+                       const AttentionPolicy& policy, int64_t ctx, DType kv_dtype,
+                       const MemorySpace& space, Rank& out);
+    // One forward call of every rank (forward() itself without tensor parallelism).
+    Status forward_all(std::span<const int32_t> ids, int64_t pos0, bool prompt_end,
+                       const LayerObserver* observer);
     EngineOptions opt_;
+    std::vector<Rank> ranks_;                           // ranks 1 .. N-1
+    std::vector<std::unique_ptr<ThreadPool>> pools_;    // CPU: ranks' thread pools
+    std::unique_ptr<HostCommGroup> host_comm_;          // CPU ranks
+    std::vector<std::unique_ptr<Communicator>> nccl_;   // cuda ranks
     std::unique_ptr<Model> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
     KvCache cache_;

@@ -5,6 +5,7 @@
 // step is a backend op (src/backend/ops.h), so the same code runs on every device.
 #include "runtime/model.h"
 
+#include <cstring>
 #include <new>
 
 #include <algorithm>
@@ -129,16 +130,109 @@ Result<MatrixView> Model::place_matrix(const WeightView& w) {
 }
 
 uint64_t Model::weight_bytes() const {
-    return space_->is_host() ? weights_.total_bytes() : uploaded_bytes_;
+    if (!space_->is_host()) return uploaded_bytes_;
+    if (shard_.n_ranks == 1) return weights_->total_bytes();
+    // A shard reads its slices of the per-layer matrices plus the whole rest.
+    uint64_t layer_bytes = 0;
+    for (const LayerWeights& lw : weights_->layers) {
+        for (const WeightView* mw : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+            layer_bytes += mw->n_bytes;
+        }
+    }
+    return weights_->total_bytes() - layer_bytes + layer_bytes / static_cast<uint64_t>(shard_.n_ranks);
+}
+
+Status check_tensor_parallel(const ModelConfig& c, int n_ranks) {
+    if (n_ranks < 1) return usage_error("--tensor-parallel must be >= 1, got %d", n_ranks);
+    if (c.n_head_kv % n_ranks != 0 || c.n_head % n_ranks != 0 || c.n_ff % n_ranks != 0) {
+        return usage_error("--tensor-parallel %d: the model's %lld query heads, %lld KV heads and "
+                           "MLP size %lld must all be divisible by %d",
+                           n_ranks, static_cast<long long>(c.n_head), static_cast<long long>(c.n_head_kv),
+                           static_cast<long long>(c.n_ff), n_ranks);
+    }
+    return Status();
+}
+
+Result<WeightView> Model::shard_rows(const WeightView& w, int64_t per_rank) {
+    if (shard_.n_ranks == 1) return w;
+    TCA_ASSERT(w.ndim == 2 && w.shape[0] == per_rank * shard_.n_ranks, "%s rows", w.name.c_str());
+    WeightView s = w;
+    s.shape[0] = per_rank;
+    s.data = w.data + static_cast<uint64_t>(per_rank * shard_.rank) * w.row_bytes();
+    s.n_bytes = static_cast<uint64_t>(per_rank) * w.row_bytes();
+    return s;
+}
+
+Result<WeightView> Model::shard_cols(const WeightView& w, int64_t per_rank) {
+    if (shard_.n_ranks == 1) return w;
+    TCA_ASSERT(w.ndim == 2 && w.shape[1] == per_rank * shard_.n_ranks, "%s cols", w.name.c_str());
+    const int64_t rows = w.shape[0], c0 = per_rank * shard_.rank;
+    WeightView s = w;
+    s.shape[1] = per_rank;
+    Result<uint64_t> skip = ggml_row_bytes(w.type, c0), keep = ggml_row_bytes(w.type, per_rank);
+    std::vector<uint8_t> bytes;
+    try {
+        if (skip.ok() && keep.ok()) {
+            // Whole blocks: each row's slice is a byte range of the row, kept as it is (the
+            // matmul then computes exactly the TP=1 partial sums of these columns).
+            bytes.resize(*keep * static_cast<uint64_t>(rows));
+            for (int64_t r = 0; r < rows; ++r) {
+                std::memcpy(bytes.data() + *keep * static_cast<uint64_t>(r),
+                            w.data + w.row_bytes() * static_cast<uint64_t>(r) + *skip, *keep);
+            }
+            s.n_bytes = bytes.size();
+        } else {
+            s.type = GgmlType::kF32;
+            bytes.resize(static_cast<size_t>(rows * per_rank) * sizeof(float));
+            std::vector<float> row(static_cast<size_t>(w.shape[1]));
+            for (int64_t r = 0; r < rows; ++r) {
+                TCA_RETURN_IF_ERROR(w.dequantize_rows(r, 1, row.data()));
+                std::memcpy(bytes.data() + static_cast<size_t>(r * per_rank) * sizeof(float),
+                            row.data() + c0, static_cast<size_t>(per_rank) * sizeof(float));
+            }
+            s.n_bytes = bytes.size();
+        }
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("tensor %s: cannot allocate its shard", w.name.c_str());
+    }
+    s.data = bytes.data();
+    host_copies_.push_back(std::move(bytes));
+    return s;
+}
+
+Result<DeviceTensor> Model::shard_bias(const WeightView& w, int64_t per_rank) {
+    if (shard_.n_ranks == 1) return to_f32(w, *space_);
+    TCA_ASSIGN_OR_RETURN(HostTensor all, to_f32(w));
+    const float* p = all.data<float>() + per_rank * shard_.rank;
+    return f32_tensor(std::vector<float>(p, p + per_rank), *space_);
 }
 
 Result<std::unique_ptr<Model>> Model::create(ModelWeights weights, const MemorySpace& space) {
+    std::shared_ptr<const ModelWeights> shared;
+    try {
+        shared = std::make_shared<const ModelWeights>(std::move(weights));
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("model: cannot allocate");
+    }
+    return create_shard(std::move(shared), space, TensorShard{});
+}
+
+Result<std::unique_ptr<Model>> Model::create_shard(std::shared_ptr<const ModelWeights> weights,
+                                                   const MemorySpace& space, TensorShard shard) {
     auto m = std::unique_ptr<Model>(new (std::nothrow) Model());
     if (!m) return out_of_memory("model: cannot allocate");
+    TCA_ASSERT(shard.n_ranks >= 1 && shard.rank >= 0 && shard.rank < shard.n_ranks, "shard %d of %d",
+               shard.rank, shard.n_ranks);
+    TCA_RETURN_IF_ERROR(check_tensor_parallel(weights->config, shard.n_ranks));
     m->weights_ = std::move(weights);
     m->space_ = &space;
-    const ModelWeights& w = m->weights_;
-    const ModelConfig& c = w.config;
+    m->shard_ = shard;
+    const ModelWeights& w = *m->weights_;
+    m->config_ = w.config;
+    m->config_.n_head /= shard.n_ranks;
+    m->config_.n_head_kv /= shard.n_ranks;
+    m->config_.n_ff /= shard.n_ranks;
+    const ModelConfig& c = m->config_;
     TCA_ASSIGN_OR_RETURN(m->token_embd_, m->place_matrix(w.token_embd));
     TCA_ASSIGN_OR_RETURN(m->output_, m->place_matrix(w.output));
     TCA_ASSIGN_OR_RETURN(m->output_norm_, to_f32(w.output_norm, space));
@@ -147,20 +241,27 @@ Result<std::unique_ptr<Model>> Model::create(ModelWeights weights, const MemoryS
         TCA_ASSIGN_OR_RETURN(lv.attn_norm, to_f32(lw.attn_norm, space));
         TCA_ASSIGN_OR_RETURN(lv.ffn_norm, to_f32(lw.ffn_norm, space));
         if (c.attn_bias) {
-            TCA_ASSIGN_OR_RETURN(lv.bq, to_f32(lw.bq, space));
-            TCA_ASSIGN_OR_RETURN(lv.bk, to_f32(lw.bk, space));
-            TCA_ASSIGN_OR_RETURN(lv.bv, to_f32(lw.bv, space));
+            TCA_ASSIGN_OR_RETURN(lv.bq, m->shard_bias(lw.bq, c.q_dim()));
+            TCA_ASSIGN_OR_RETURN(lv.bk, m->shard_bias(lw.bk, c.kv_dim()));
+            TCA_ASSIGN_OR_RETURN(lv.bv, m->shard_bias(lw.bv, c.kv_dim()));
         }
         for (const WeightView* mw : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
             TCA_RETURN_IF_ERROR(check_matrix(*mw));
         }
-        TCA_ASSIGN_OR_RETURN(lv.wq, m->place_matrix(lw.wq));
-        TCA_ASSIGN_OR_RETURN(lv.wk, m->place_matrix(lw.wk));
-        TCA_ASSIGN_OR_RETURN(lv.wv, m->place_matrix(lw.wv));
-        TCA_ASSIGN_OR_RETURN(lv.wo, m->place_matrix(lw.wo));
-        TCA_ASSIGN_OR_RETURN(lv.w_gate, m->place_matrix(lw.w_gate));
-        TCA_ASSIGN_OR_RETURN(lv.w_up, m->place_matrix(lw.w_up));
-        TCA_ASSIGN_OR_RETURN(lv.w_down, m->place_matrix(lw.w_down));
+        TCA_ASSIGN_OR_RETURN(const WeightView wq, m->shard_rows(lw.wq, c.q_dim()));
+        TCA_ASSIGN_OR_RETURN(const WeightView wk, m->shard_rows(lw.wk, c.kv_dim()));
+        TCA_ASSIGN_OR_RETURN(const WeightView wv, m->shard_rows(lw.wv, c.kv_dim()));
+        TCA_ASSIGN_OR_RETURN(const WeightView wo, m->shard_cols(lw.wo, c.q_dim()));
+        TCA_ASSIGN_OR_RETURN(const WeightView w_gate, m->shard_rows(lw.w_gate, c.n_ff));
+        TCA_ASSIGN_OR_RETURN(const WeightView w_up, m->shard_rows(lw.w_up, c.n_ff));
+        TCA_ASSIGN_OR_RETURN(const WeightView w_down, m->shard_cols(lw.w_down, c.n_ff));
+        TCA_ASSIGN_OR_RETURN(lv.wq, m->place_matrix(wq));
+        TCA_ASSIGN_OR_RETURN(lv.wk, m->place_matrix(wk));
+        TCA_ASSIGN_OR_RETURN(lv.wv, m->place_matrix(wv));
+        TCA_ASSIGN_OR_RETURN(lv.wo, m->place_matrix(wo));
+        TCA_ASSIGN_OR_RETURN(lv.w_gate, m->place_matrix(w_gate));
+        TCA_ASSIGN_OR_RETURN(lv.w_up, m->place_matrix(w_up));
+        TCA_ASSIGN_OR_RETURN(lv.w_down, m->place_matrix(w_down));
         m->layers_.push_back(std::move(lv));
     }
     if (!m->conversion_.empty()) m->conversion_ += " dequantized to bf16 on the host at load";
@@ -217,7 +318,7 @@ size_t RunState::nbytes() const {
 
 Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
                AttentionRunner& attention, std::span<const int32_t> ids, int64_t pos0,
-               bool prompt_end, const LayerObserver* observer) {
+               bool prompt_end, const LayerObserver* observer, Communicator* comm) {
     const ModelConfig& c = model.config();
     const auto n = static_cast<int64_t>(ids.size());
     TCA_ASSERT(n >= 1 && n <= st.max_batch, "batch of %lld tokens (max %lld)",
@@ -225,6 +326,13 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
     const int64_t hd = c.head_dim;
     const auto eps = static_cast<float>(c.rms_norm_eps);
     const MatmulActivations act = model.matmul_activations();
+    TCA_ASSERT((comm ? comm->n_ranks() : 1) == model.shard().n_ranks, "communicator of %d ranks, shard of %d",
+               comm ? comm->n_ranks() : 1, model.shard().n_ranks);
+    // Tensor parallelism: sums a projection's partial results over the ranks.
+    const auto reduce = [&](const TensorView& t) -> Status {
+        if (!comm) return Status();
+        return comm->all_reduce_sum(static_cast<float*>(t.data), t.shape[0] * t.shape[1]);
+    };
     for (int64_t t = 0; t < n; ++t) {
         st.ids.data<int32_t>()[t] = ids[static_cast<size_t>(t)];
         st.pos.data<int32_t>()[t] = static_cast<int32_t>(pos0 + t);
@@ -252,6 +360,7 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
             TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, as_head_tokens(st.att, n, c.n_head, hd)));
         }
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj, act}));
+        TCA_RETURN_IF_ERROR(reduce(proj));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
         // MLP block.
         TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.ffn_norm.view(), xn, eps}));
@@ -260,6 +369,7 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act}));
         TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, up, gate}));
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{gate, lw.w_down, TensorView{}, proj, act}));
+        TCA_RETURN_IF_ERROR(reduce(proj));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
     }
     // Final norm and logits (every row, or only the last token's).

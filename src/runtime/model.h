@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/communicator.h"
 #include "backend/ops.h"
 #include "core/device_tensor.h"
 #include "core/host_tensor.h"
@@ -29,13 +30,30 @@ struct LayerViews {
     MatrixView wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
+// Tensor parallelism: rank `rank` of `n_ranks` holds query heads [rank * n_head / n_ranks, ...),
+// the matching KV heads, rows of wq/wk/wv/w_gate/w_up (plain row ranges of the file) and
+// the same columns of wo and w_down (copied; quantized rows whose column range is not a whole
+// number of blocks are dequantized to f32); embeddings, norms and the output head are whole.
+struct TensorShard {
+    int rank = 0;
+    int n_ranks = 1;
+};
+
+// Why a model cannot be split n_ranks ways (n_head_kv and n_ff must be divisible), or OK.
+Status check_tensor_parallel(const ModelConfig& c, int n_ranks);
+
 class Model {
 public:
     static Result<std::unique_ptr<Model>> create(ModelWeights weights,
                                                  const MemorySpace& space = host_memory());
+    // One rank's shard (see TensorShard); its config() has the shard's n_head, n_head_kv and
+    // n_ff, so the forward pass and the run state see a smaller model.
+    static Result<std::unique_ptr<Model>> create_shard(std::shared_ptr<const ModelWeights> weights,
+                                                       const MemorySpace& space, TensorShard shard);
 
-    const ModelConfig& config() const { return weights_.config; }
-    const ModelWeights& weights() const { return weights_; }
+    const ModelConfig& config() const { return config_; }
+    const ModelWeights& weights() const { return *weights_; }
+    const TensorShard& shard() const { return shard_; }
     const LayerViews& layer(int64_t i) const { return layers_[static_cast<size_t>(i)]; }
     const MatrixView& token_embd() const { return token_embd_; }
     const MatrixView& output() const { return output_; }
@@ -58,7 +76,16 @@ private:
         MatrixView view;
     };
 
-    ModelWeights weights_;
+    // The shard of a matrix as a weight of its own: a row range of the file, or a column range
+    // copied into host_copies_.
+    Result<WeightView> shard_rows(const WeightView& w, int64_t rows_per_rank);
+    Result<WeightView> shard_cols(const WeightView& w, int64_t cols_per_rank);
+    Result<DeviceTensor> shard_bias(const WeightView& w, int64_t per_rank);
+
+    std::shared_ptr<const ModelWeights> weights_;
+    ModelConfig config_;
+    TensorShard shard_;
+    std::vector<std::vector<uint8_t>> host_copies_;  // column shards of wo / w_down
     std::vector<LayerViews> layers_;
     MatrixView token_embd_, output_;
     DeviceTensor output_norm_, inv_freq_;
@@ -107,8 +134,12 @@ using LayerObserver = std::function<Status(int64_t layer, const TensorView& q, c
 // else row 0 = the last token). The caller checks the cache capacity first.
 // Each layer's attention runs through `attention` (the engine's policy); prompt_end marks the
 // last batch of a prompt.
+// Tensor parallelism: with `comm`, the model is one rank's shard and the partial sums of the
+// attention output and MLP down projections are all-reduced over the ranks before the residual
+// add (every rank then holds the whole residual stream and computes the same logits).
 Status forward(Device device, const Model& model, RunState& state, KvCache& cache,
                AttentionRunner& attention, std::span<const int32_t> ids, int64_t pos0,
-               bool prompt_end, const LayerObserver* observer = nullptr);
+               bool prompt_end, const LayerObserver* observer = nullptr,
+               Communicator* comm = nullptr);
 
 }  // namespace tca

@@ -139,6 +139,13 @@ if [ -f "$models/stories260K.gguf" ]; then
     want=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw"
     if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
         fail=$((fail + 1)); echo "FAIL: run printed '$(cat "$tmp/out")'" >&2; fi
+    # Tensor parallelism on the CPU: 2 ranks print the same greedy text; 3 does not divide
+    # the model's 4 KV heads (usage error).
+    expect 0 "prompt 5 tokens" -- run -m "$m" -p "Once upon a time" -n 32 --threads 2 --tensor-parallel 2
+    if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: run --tensor-parallel 2 printed '$(cat "$tmp/out")'" >&2; fi
+    expect 2 "--tensor-parallel 3: .* must all be divisible by 3" -- run -m "$m" -p hi --tensor-parallel 3
+    expect 0 "" -- run -m "$models/stories260K-q4_k_m.gguf" -p "Once upon a time" -n 8 --tensor-parallel 2
     echo "Once upon a time, there was a little girl named Lily." >"$tmp/short.txt"
     expect 1 "has [0-9]+ tokens, shorter than local window \+ block size = 64 \+ 16 = 80" -- calibrate -m "$m" -f "$tmp/short.txt" -o "$tmp/b.json" --block-size 16 --local-window 64
     expect 1 "garbage.gguf" -- calibrate -m "$tmp/garbage.gguf" -f "$tmp/short.txt" -o "$tmp/b.json" --block-size 16 --local-window 64

@@ -20,6 +20,7 @@ struct RunFlags {
     std::string matmul_activations = "native", device = "cpu";
     PolicyFlags policy;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
+    int64_t tensor_parallel = 1;
     double temp = 0.0, top_p = 0.95;
     bool bos = true, verbose = false;
 };
@@ -54,6 +55,10 @@ Status run_main(const RunFlags& f, bool prompt_given) {
     eo.ctx_size = f.ctx_size;
     eo.batch_size = f.batch_size;
     eo.n_threads = static_cast<int>(f.threads);
+    if (f.tensor_parallel < 1 || f.tensor_parallel > 64) {
+        return usage_error("--tensor-parallel must be in [1, 64], got %lld", static_cast<long long>(f.tensor_parallel));
+    }
+    eo.tensor_parallel = static_cast<int>(f.tensor_parallel);
     eo.kv_dtype = kv_type;
     eo.device = device;
     eo.all_logits = !f.logits_out.empty();
@@ -155,6 +160,9 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_int("ctx-size", &f.ctx_size, "context size in tokens (0 = model's, at most 4096)");
     flags.add_int("batch-size", &f.batch_size, "prompt tokens per forward pass (chunked prefill)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
+    flags.add_int("tensor-parallel", &f.tensor_parallel,
+                  "split attention heads and MLP columns over N ranks (cpu: N threads sharing "
+                  "--threads; cuda: GPUs 0..N-1 over NCCL); KV heads and the MLP size must divide by N");
     flags.add_string("device", &f.device, "D", "where the model runs: cpu or cuda (a GPU of compute "
                      "capability >= 8.0; quantized weights are dequantized to bf16 at load)");
     flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)");

@@ -532,8 +532,11 @@ template <int DP, int BM, int BN, int NW, bool kQRegs, class T, bool kSparse>
 Status launch_config(const AttnArgs& a, const char* op) {
     using Cfg = AttnConfig<DP, BM, BN, NW, kQRegs, T, kSparse>;
     auto kernel = attn_prefill_kernel<DP, BM, BN, NW, kQRegs, T, kSparse>;
-    static const cudaError_t attr_err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Cfg::kSmemBytes));
+    static PerDevice<cudaError_t> attr;  // the attribute is per device
+    const cudaError_t attr_err = attr.get([&] {
+        return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(Cfg::kSmemBytes));
+    });
     TCA_RETURN_IF_ERROR(cuda_status(attr_err, "cudaFuncSetAttribute(attention smem)"));
     AttnArgs args = a;
     args.n_qtiles = (a.n_q + BM - 1) / BM;

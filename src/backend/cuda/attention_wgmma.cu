@@ -518,8 +518,11 @@ template <int DP, bool kSparse>
 Status launch_wgmma(WgArgs a, const char* op) {
     using Cfg = WgConfig<DP>;
     auto kernel = attn_wgmma_kernel<DP, kSparse>;
-    static const cudaError_t attr_err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Cfg::kSmemBytes));
+    static PerDevice<cudaError_t> attr;  // the attribute is per device
+    const cudaError_t attr_err = attr.get([&] {
+        return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(Cfg::kSmemBytes));
+    });
     TCA_RETURN_IF_ERROR(cuda_status(attr_err, "cudaFuncSetAttribute(attention wgmma smem)"));
     a.n_qtiles = (a.n_q + kBM - 1) / kBM;
     const int64_t grid = static_cast<int64_t>(a.n_qtiles) * a.hq;

@@ -4,11 +4,49 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
+#include <mutex>
+#include <optional>
+
+#include "core/check.h"
 #include "core/status.h"
 
 namespace tca::cuda {
 
-cudaStream_t cu_stream();  // the backend's stream (cuda_runtime.cu)
+// The backend's stream of the calling thread's current device (cuda_runtime.cu).
+cudaStream_t cu_stream();
+
+// Process-wide backend state is kept per device (tensor-parallel ranks are threads on
+// different GPUs, each with its current device set): stream, cuBLAS handle, scratch, kernel
+// attributes. Single-GPU runs use slot 0 only.
+inline constexpr int kMaxDevices = 16;
+inline int current_device() {
+    int d = 0;
+    if (cudaGetDevice(&d) != cudaSuccess) {
+        (void)cudaGetLastError();
+        d = 0;
+    }
+    TCA_ASSERT(d >= 0 && d < kMaxDevices, "CUDA device %d (at most %d supported)", d, kMaxDevices);
+    return d;
+}
+
+// A value made once per device on first use there (cudaFuncSetAttribute is per device).
+template <class T>
+class PerDevice {
+public:
+    template <class F>
+    const T& get(F&& make) {
+        const int d = current_device();
+        std::lock_guard<std::mutex> lock(mu_);
+        std::optional<T>& v = values_[static_cast<size_t>(d)];
+        if (!v) v.emplace(make());
+        return *v;
+    }
+
+private:
+    std::mutex mu_;
+    std::array<std::optional<T>, kMaxDevices> values_;
+};
 
 inline Status cuda_status(cudaError_t e, const char* what) {
     if (e == cudaSuccess) return Status();

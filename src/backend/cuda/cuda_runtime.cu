@@ -47,16 +47,27 @@ Result<DeviceInfo> device_info() {
     return d;
 }
 
+Status set_device(int index) {
+    int n = 0;
+    TCA_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&n));
+    if (index < 0 || index >= n || index >= kMaxDevices) {
+        return device_error("cuda: device %d is not visible (%d device(s))", index, n);
+    }
+    TCA_CUDA_RETURN_IF_ERROR(cudaSetDevice(index));
+    return Status();
+}
+
 cudaStream_t cu_stream() {
-    static std::once_flag once;
-    static cudaStream_t s = nullptr;
-    std::call_once(once, [] {
-        if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
+    static std::once_flag once[kMaxDevices];
+    static cudaStream_t streams[kMaxDevices] = {};
+    const int d = current_device();
+    std::call_once(once[d], [d] {
+        if (cudaStreamCreateWithFlags(&streams[d], cudaStreamNonBlocking) != cudaSuccess) {
             cudaGetLastError();
-            s = nullptr;  // fall back to the legacy default stream
+            streams[d] = nullptr;  // fall back to the legacy default stream
         }
     });
-    return s;
+    return streams[d];
 }
 
 void* stream() { return cu_stream(); }
@@ -116,9 +127,10 @@ Status fill_bytes(void* dst, int byte, size_t bytes) {
 Result<void*> scratch(size_t bytes, int slot) {
     TCA_ASSERT(slot >= 0 && slot < kScratchSlots, "scratch slot %d", slot);
     static std::mutex mu;
-    static DeviceBuffer bufs[kScratchSlots];
+    static DeviceBuffer bufs[kMaxDevices][kScratchSlots];
+    const int d = current_device();
     std::lock_guard<std::mutex> lock(mu);
-    DeviceBuffer& b = bufs[slot];
+    DeviceBuffer& b = bufs[d][slot];
     if (b.bytes() < bytes) {
         // The old buffer may still be read by queued work: wait before freeing it.
         TCA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(cu_stream()));

@@ -26,7 +26,11 @@ struct DeviceInfo {
 Status device_check();
 Result<DeviceInfo> device_info();
 
-// The stream every CUDA op runs on (created on first use; a cudaStream_t as void*).
+// Makes GPU `index` the calling thread's current device (tensor-parallel ranks).
+Status set_device(int index);
+
+// The stream every CUDA op runs on (one per device, created on first use there; a
+// cudaStream_t as void*).
 void* stream();
 // Waits for all work on the stream; returns the first asynchronous error.
 Status synchronize();
@@ -40,7 +44,7 @@ Status copy_to_host(void* dst, const void* src, size_t bytes);
 Status copy_on_device(void* dst, const void* src, size_t bytes);
 Status fill_bytes(void* dst, int byte, size_t bytes);
 
-// Scratch memory for ops: a persistent device buffer per slot (0..kScratchSlots-1) that grows
+// Scratch memory for ops: a persistent device buffer per (device, slot) (0..kScratchSlots-1) that grows
 // to the largest size asked and lives until exit. Safe to reuse between ops because every op
 // runs on the one stream; an op that needs two scratch buffers at once uses two slots.
 inline constexpr int kScratchSlots = 8;

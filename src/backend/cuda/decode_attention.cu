@@ -460,8 +460,9 @@ template <int LPR, int R, Kv T>
 Status launch_partial(DecodeArgs a, dim3 grid) {
     constexpr int kSmem = smem_bytes<R, T>();
     auto kernel = decode_partial_kernel<LPR, R, T>;
-    static const cudaError_t attr_err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    static PerDevice<cudaError_t> attr;  // the attribute is per device
+    const cudaError_t attr_err = attr.get(
+        [&] { return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); });
     TCA_RETURN_IF_ERROR(cuda_status(attr_err, "cudaFuncSetAttribute(decode_attention smem)"));
     static const int blocks_per_sm = [&] {
         int n = 0;

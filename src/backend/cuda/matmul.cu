@@ -52,7 +52,8 @@ Status configure(cublasHandle_t h) {
 // teardown).
 Result<cublasHandle_t> cublas_handle() {
     static std::mutex mu;
-    static cublasHandle_t handle = nullptr;
+    static cublasHandle_t handles[kMaxDevices] = {};  // one per device (each on its stream)
+    cublasHandle_t& handle = handles[current_device()];
     std::lock_guard<std::mutex> lock(mu);
     if (handle == nullptr) {
         cublasHandle_t h = nullptr;
