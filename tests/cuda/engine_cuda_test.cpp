@@ -21,6 +21,7 @@
 #include "runtime/model.h"
 #include "sparse/attention_policy.h"
 #include "sparse/head_budgets.h"
+#include "cuda/cuda_test_common.h"
 #include "support/device_staging.h"
 
 namespace tca {
@@ -41,13 +42,6 @@ namespace {
 // the tca comparison allows twice the tolerance.
 constexpr double kRelTol = 0.03;
 
-// TCA_MODELS_DIR in the environment overrides the build-time folder (the GPU machine gets the
-// models carried next to the test binary: scripts/device.sh).
-const std::string kModels = [] {
-    const char* env = std::getenv("TCA_MODELS_DIR");
-    return env && *env ? std::string(env) + "/" : std::string(TCA_SHARED_DIR) + "/models/";
-}();
-
 struct Runner {
     std::unique_ptr<Model> model;
     std::unique_ptr<RunState> state;
@@ -55,17 +49,6 @@ struct Runner {
     std::unique_ptr<AttentionRunner> attention;
     Device device = Device::kCpu;
 };
-
-AttentionPolicy make_policy(bool tca, int64_t n_layers, int64_t n_kv_heads) {
-    AttentionPolicy p;
-    if (!tca) return p;
-    p.kind = AttentionKind::kTca;
-    p.budgets.options.block_size = 8;
-    p.budgets.options.local_window = 16;
-    p.uniform = config_for_keep_fraction(0.5, 8).value();
-    expand_uniform(p, n_layers, n_kv_heads);
-    return p;
-}
 
 Result<Runner> make_runner(Device device, const std::string& path, bool tca, int64_t ctx) {
     Runner r;
@@ -77,7 +60,7 @@ Result<Runner> make_runner(Device device, const std::string& path, bool tca, int
     r.model->set_matmul_activations(MatmulActivations::kF32);
     const ModelConfig& c = r.model->config();
     TCA_ASSIGN_OR_RETURN(r.cache, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim, DType::kBF16, 0, *space));
-    const AttentionPolicy policy = make_policy(tca, c.n_layer, c.n_head_kv);
+    const AttentionPolicy policy = test::small_test_policy(tca, c.n_layer, c.n_head_kv);
     TCA_RETURN_IF_ERROR(validate(policy, c.n_layer, c.n_head_kv));
     TCA_ASSIGN_OR_RETURN(r.attention, AttentionRunner::create(policy, c.n_head, c.n_head_kv, c.head_dim,
                                                               ctx, DType::kBF16, *space));
@@ -138,7 +121,7 @@ std::vector<int32_t> test_prompt(int64_t n, int64_t vocab) {
 }
 
 void compare(const std::string& file, bool tca) {
-    const std::string path = kModels + file;
+    const std::string path = test::models_dir() + file;
     if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent";
     if (!test::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
     constexpr int64_t kCtx = 256;
@@ -194,7 +177,7 @@ TEST(EngineCuda, TcaQ8_0) { compare("stories260K-q8_0.gguf", true); }
 
 // The device model reports the dequantization; the CPU one reads the file's types.
 TEST(EngineCuda, QuantizedWeightsDequantizedToBf16) {
-    const std::string path = kModels + "stories260K-q8_0.gguf";
+    const std::string path = test::models_dir() + "stories260K-q8_0.gguf";
     if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent";
     if (!test::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
     Result<Runner> gpu = make_runner(Device::kCuda, path, false, 64);

@@ -19,6 +19,7 @@
 #include "runtime/model.h"
 #include "sparse/attention_policy.h"
 #include "sparse/head_budgets.h"
+#include "cuda/cuda_test_common.h"
 
 namespace tca {
 namespace {
@@ -30,11 +31,6 @@ namespace {
 // margin while a wrong shard or a missing all-reduce errs by ~100%.
 constexpr double kRelTol = 0.02;
 
-const std::string kModels = [] {
-    const char* env = std::getenv("TCA_MODELS_DIR");
-    return env && *env ? std::string(env) + "/" : std::string(TCA_SHARED_DIR) + "/models/";
-}();
-
 struct Rank {
     std::unique_ptr<Model> model;
     std::unique_ptr<RunState> state;
@@ -42,25 +38,13 @@ struct Rank {
     std::unique_ptr<AttentionRunner> attention;
 };
 
-AttentionPolicy make_policy(bool tca, int64_t n_layers, int64_t n_kv_heads) {
-    AttentionPolicy p;
-    if (!tca) return p;
-    p.kind = AttentionKind::kTca;
-    p.budgets.options.block_size = 8;
-    p.budgets.options.local_window = 16;
-    p.uniform = config_for_keep_fraction(0.5, 8).value();
-    p.min_prefill_gain = 0.0;
-    expand_uniform(p, n_layers, n_kv_heads);
-    return p;
-}
-
 Status make_rank(const std::shared_ptr<const ModelWeights>& w, int r, int n, bool tca, int64_t ctx, Rank& out) {
     TCA_RETURN_IF_ERROR(select_device(Device::kCuda, r));
     TCA_ASSIGN_OR_RETURN(const MemorySpace* space, memory_space(Device::kCuda));
     TCA_ASSIGN_OR_RETURN(out.model, Model::create_shard(w, *space, TensorShard{r, n}));
     const ModelConfig& c = out.model->config();
     TCA_ASSIGN_OR_RETURN(out.cache, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim, DType::kBF16, 0, *space));
-    const AttentionPolicy policy = make_policy(tca, w->config.n_layer, w->config.n_head_kv);
+    const AttentionPolicy policy = test::small_test_policy(tca, w->config.n_layer, w->config.n_head_kv);
     TCA_ASSIGN_OR_RETURN(out.attention, AttentionRunner::create(policy, c.n_head, c.n_head_kv, c.head_dim, ctx,
                                                                 DType::kBF16, *space, r * c.n_head_kv));
     TCA_ASSIGN_OR_RETURN(out.state, RunState::create(c, ctx, true, *space));
@@ -126,7 +110,7 @@ void compare(bool tca) {
         if (!c.ok()) GTEST_SKIP() << c.status().message();
         comms = std::move(c.value());
     }
-    const std::string path = kModels + "stories260K.gguf";
+    const std::string path = test::models_dir() + "stories260K.gguf";
     auto w = load_model(path);
     if (!w.ok()) GTEST_SKIP() << path << ": " << w.status().message();
     auto shared = std::make_shared<const ModelWeights>(std::move(w.value()));
