@@ -9,9 +9,13 @@
 
 namespace tca::test {
 
-template <class Acc>
-Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
-                     const KeyFilter& visible) {
+namespace {
+
+// The masked-attention loops, accumulating in Acc; `rnd` maps each q, K and V element and each
+// probability P to the value the modelled kernel multiplies (identity, or a bf16/f16 rounding).
+template <class Acc, class Round>
+Buf masked_attention_impl(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
+                          const KeyFilter& visible, Round rnd) {
     const int64_t hq = q.dim(0), n_q = q.dim(1), d = q.dim(2), hkv = k.dim(0), n_kv = k.dim(1);
     const int64_t g = hq / hkv;
     const Acc scale = static_cast<Acc>(1.0 / std::sqrt(static_cast<double>(d)));
@@ -31,7 +35,7 @@ Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
             for (size_t r = 0; r < keys.size(); ++r) {
                 const double* kr = &kv[((kvh * n_kv) + keys[r]) * d];
                 Acc dot = 0;
-                for (int64_t c = 0; c < d; ++c) dot += static_cast<Acc>(qr[c]) * static_cast<Acc>(kr[c]);
+                for (int64_t c = 0; c < d; ++c) dot += rnd(qr[c]) * rnd(kr[c]);
                 s[r] = dot * scale;
                 mx = std::max(mx, s[r]);
             }
@@ -43,7 +47,7 @@ Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
             for (int64_t c = 0; c < d; ++c) {
                 Acc acc = 0;
                 for (size_t r = 0; r < keys.size(); ++r) {
-                    acc += s[r] * static_cast<Acc>(vv[((kvh * n_kv) + keys[r]) * d + c]);
+                    acc += rnd(static_cast<double>(s[r])) * rnd(vv[((kvh * n_kv) + keys[r]) * d + c]);
                 }
                 res[((h * n_q) + i) * d + c] = keys.empty() ? 0.0 : static_cast<double>(acc / denom);
             }
@@ -54,55 +58,25 @@ Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
     return out;
 }
 
+}  // namespace
+
+template <class Acc>
+Buf masked_attention(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
+                     const KeyFilter& visible) {
+    return masked_attention_impl<Acc>(q, k, v, q_pos0, visible,
+                                      [](double x) { return static_cast<Acc>(x); });
+}
+
 template Buf masked_attention<double>(const Buf&, const Buf&, const Buf&, int64_t, const KeyFilter&);
 template Buf masked_attention<float>(const Buf&, const Buf&, const Buf&, int64_t, const KeyFilter&);
 
 Buf masked_attention_lowp(const Buf& q, const Buf& k, const Buf& v, int64_t q_pos0,
                           const KeyFilter& visible) {
-    const int64_t hq = q.dim(0), n_q = q.dim(1), d = q.dim(2), hkv = k.dim(0), n_kv = k.dim(1);
-    const int64_t g = hq / hkv;
-    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
     const bool f16 = k.dtype() == DType::kF16;
-    const auto rnd = [f16](double x) {
+    return masked_attention_impl<float>(q, k, v, q_pos0, visible, [f16](double x) {
         const float f = static_cast<float>(x);
         return f16 ? f16_to_f32(f32_to_f16(f)) : bf16_to_f32(f32_to_bf16(f));
-    };
-    const std::vector<double> qv = q.values(), kv = k.values(), vv = v.values();
-    std::vector<double> res(static_cast<size_t>(hq * n_q * d));
-    for (int64_t h = 0; h < hq; ++h) {
-        const int64_t kvh = h / g;
-        for (int64_t i = 0; i < n_q; ++i) {
-            const double* qr = &qv[((h * n_q) + i) * d];
-            std::vector<int64_t> keys;
-            for (int64_t j = 0; j < n_kv; ++j) {
-                if (visible(kvh, q_pos0 + i, j)) keys.push_back(j);
-            }
-            std::vector<float> s(keys.size());
-            float mx = -INFINITY;
-            for (size_t r = 0; r < keys.size(); ++r) {
-                const double* kr = &kv[((kvh * n_kv) + keys[r]) * d];
-                float dot = 0.0f;
-                for (int64_t c = 0; c < d; ++c) dot += rnd(qr[c]) * rnd(kr[c]);
-                s[r] = dot * scale;
-                mx = std::max(mx, s[r]);
-            }
-            float denom = 0.0f;
-            for (float& x : s) {
-                x = std::exp(x - mx);
-                denom += x;
-            }
-            for (int64_t c = 0; c < d; ++c) {
-                float acc = 0.0f;
-                for (size_t r = 0; r < keys.size(); ++r) {
-                    acc += rnd(s[r]) * rnd(vv[((kvh * n_kv) + keys[r]) * d + c]);
-                }
-                res[((h * n_q) + i) * d + c] = keys.empty() ? 0.0 : static_cast<double>(acc / denom);
-            }
-        }
-    }
-    Buf out(DType::kF32, {hq, n_q, d});
-    for (int64_t e = 0; e < out.numel(); ++e) out.set(e, res[e]);
-    return out;
+    });
 }
 
 std::vector<double> attention_probs(const Buf& q, const Buf& k, int64_t h, int64_t i,
