@@ -142,6 +142,13 @@ std::string record_json(const EvalRecord& r) {
     return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+std::string_view label_policy(std::string_view label) { return label.substr(0, label.find(':')); }
+
+std::string_view label_tag(std::string_view label) {
+    const size_t colon = label.find(':');
+    return colon == std::string_view::npos ? std::string_view() : label.substr(colon + 1);
+}
+
 std::vector<EvalSummaryRow> summarize(const std::vector<EvalRecord>& records) {
     // Group in first-appearance order of task, ctx and policy.
     std::vector<std::string> tasks, policies;
@@ -157,18 +164,26 @@ std::vector<EvalSummaryRow> summarize(const std::vector<EvalRecord>& records) {
     std::vector<EvalSummaryRow> rows;
     for (const std::string& task : tasks) {
         for (int64_t ctx : ctxs) {
-            // sample -> score of dense, for the paired difference
-            std::map<int64_t, double> dense;
+            // dense label ("dense" or "dense:TAG") -> sample -> score, for the paired difference
+            std::map<std::string, std::map<int64_t, double>, std::less<>> dense_runs;
             for (const EvalRecord& r : records) {
-                if (r.task == task && r.ctx == ctx && r.policy == "dense") dense[r.sample] = r.score;
+                if (r.task == task && r.ctx == ctx && label_policy(r.policy) == "dense") {
+                    dense_runs[r.policy][r.sample] = r.score;
+                }
             }
+            static const std::map<int64_t, double> kNone;
             for (const std::string& policy : policies) {
                 EvalSummaryRow row;
                 row.task = task;
                 row.ctx = ctx;
                 row.policy = policy;
+                // A tagged policy pairs with dense of its own tag, else with the untagged dense.
+                const std::string_view tag = label_tag(policy);
+                auto ref = tag.empty() ? dense_runs.end() : dense_runs.find("dense:" + std::string(tag));
+                if (ref == dense_runs.end()) ref = dense_runs.find("dense");
+                const std::map<int64_t, double>& dense = ref == dense_runs.end() ? kNone : ref->second;
                 std::vector<double> deltas;
-                bool paired = !dense.empty() && policy != "dense";
+                bool paired = !dense.empty() && label_policy(policy) != "dense";
                 for (const EvalRecord& r : records) {
                     if (r.task != task || r.ctx != ctx || r.policy != policy) continue;
                     row.accuracy += r.score;

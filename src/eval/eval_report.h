@@ -44,12 +44,18 @@ struct EvalSummaryRow {
     int64_t n_samples = 0;
     // Paired difference with dense on the same items (accuracy - dense accuracy) and its 95%
     // bootstrap interval; has_delta is false for dense itself or when dense was not run.
+    // A tagged label "P:TAG" (tca eval --tag) pairs with "dense:TAG", else with "dense".
     bool has_delta = false;
     double delta = 0.0, delta_lo = 0.0, delta_hi = 0.0;
 };
 // Rows in first-appearance order of task, then ctx, then policy. The bootstrap resamples
 // items with a fixed seed (1000 resamples), so the summary is deterministic.
 std::vector<EvalSummaryRow> summarize(const std::vector<EvalRecord>& records);
+
+// The policy of a label: "tca" for "tca" and for "tca:tau0.9" (tca eval --tag); the tag is
+// the rest after the first ':' (empty when there is none).
+std::string_view label_policy(std::string_view label);
+std::string_view label_tag(std::string_view label);
 
 std::string summary_json(const std::vector<EvalSummaryRow>& rows, const std::string& model,
                          uint64_t seed, const std::string& haystack);

@@ -41,11 +41,14 @@ expect 2 "--keep must be in \(0, 1\], got 2" -- bench attention --keep 2
 expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- run -m x.gguf -p hi --kv-type q4
 expect 2 "--device must be cpu or cuda, got 'tpu'" -- run -m x.gguf -p hi --device tpu
 expect 2 "--device must be cpu or cuda, got 'tpu'" -- calibrate -m x.gguf -f t.txt -o b.json --device tpu
+expect 2 "--device must be cpu or cuda, got 'tpu'" -- eval -m x.gguf --ctx 512 --device tpu
 # --device cuda where no GPU is usable (CI): exit 1 with one line, before the model is read —
 # "this build has no CUDA backend" without -DTCA_CUDA=ON, cuda::device_check's reason with it.
 if ! nvidia-smi -L >/dev/null 2>&1; then
     expect 1 "^tca: (--device cuda: this build has no CUDA backend \(configure with -DTCA_CUDA=ON where nvcc is installed\)|cuda: .*)$" -- run -m "$tmp/nope.gguf" -p hi --device cuda
     expect 1 "^tca: (--device cuda: this build has no CUDA backend|cuda: )" -- calibrate -m "$tmp/nope.gguf" -f "$tmp/nope.txt" -o "$tmp/b.json" --device cuda
+    # eval: before the model, the haystack file and the items are read or built.
+    expect 1 "^tca: (--device cuda: this build has no CUDA backend \(configure with -DTCA_CUDA=ON where nvcc is installed\)|cuda: .*)$" -- eval -m "$tmp/nope.gguf" --ctx 512 --haystack "$tmp/nope.txt" --device cuda
 fi
 expect 1 "cannot read prompt file" -- run -m x.gguf -f "$tmp/missing.txt"
 head -c 4096 /dev/urandom >"$tmp/garbage.gguf"
@@ -88,6 +91,9 @@ expect 2 "--attention lists tca twice" -- eval -m x.gguf --attention tca,tca
 expect 2 "--budget-file applies to tca" -- eval -m x.gguf --attention dense --budget-file b.json
 expect 2 "--max-answer-tokens must be >= 0" -- eval -m x.gguf --max-answer-tokens -1
 expect 2 "--keep" -- eval -m x.gguf --keep 2
+expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- eval -m x.gguf --kv-type q4
+expect 2 "--tag may hold letters, digits and \. _ - = /, got 'a b'" -- eval -m x.gguf --tag "a b"
+expect 2 "--tag must be at most 24 characters, got 25" -- eval -m x.gguf --tag aaaaaaaaaaaaaaaaaaaaaaaaa
 expect 1 "nope.gguf" -- eval -m "$tmp/nope.gguf" --ctx 512
 # Training seeds (>= 1000000) belong to --export-train; evaluation refuses them and vice versa.
 expect 2 "--seed 1000000 is a training seed" -- eval -m x.gguf --seed 1000000
@@ -119,7 +125,10 @@ else
 fi
 "$tca" eval --help >"$tmp/help" 2>&1
 if grep -q -- "--n-samples N" "$tmp/help" && grep -q -- "--haystack FILE" "$tmp/help" &&
-    grep -q -- "--kv-budget N" "$tmp/help" && grep -q '(default: "dense,tca")' "$tmp/help"; then
+    grep -q -- "--kv-budget N" "$tmp/help" && grep -q '(default: "dense,tca")' "$tmp/help" &&
+    grep -q -- '--device D .*cpu or cuda.*(default: "cpu")' <(tr -s ' \n' ' ' <"$tmp/help") &&
+    grep -q -- "--kv-type T .*unset: f32 on cpu, bf16 on cuda" <(tr -s ' \n' ' ' <"$tmp/help") &&
+    grep -q -- "--tag TEXT" "$tmp/help"; then
     pass=$((pass + 1))
 else
     fail=$((fail + 1))
@@ -207,6 +216,18 @@ assert len(rows) == 6 and all(r["n_prompt_tokens"] <= 512 for r in rows), rows' 
     printf 'The first sentence of the file. A second one follows here! Is this the third?\n' >"$tmp/hay.txt"
     expect 0 "" -- eval -m "$m" --ctx 384 --n-samples 1 --task niah_single_word --attention dense --haystack "$tmp/hay.txt" --out "$tmp/eval3"
     check "haystack file named in summary" grep -q "hay.txt" "$tmp/eval3/summary.json"
+    # --tag: every label becomes policy:TAG in the files and the table; tca pairs with dense:TAG.
+    # An explicit --kv-type still applies.
+    expect 0 "" -- eval -m "$m" --ctx 512 --n-samples 2 --task niah_single_number --attention dense,tca \
+        --block-size 16 --local-window 64 --keep 0.25 --threads 1 --kv-type f16 --tag tau0.9 --out "$tmp/eval4"
+    e=$tmp/eval4
+    check "tagged labels in items.jsonl" test "$(grep -c '"policy":"dense:tau0.9"' "$e/items.jsonl")" -eq 2 -a \
+        "$(grep -c '"policy":"tca:tau0.9"' "$e/items.jsonl")" -eq 2
+    check "tagged labels in summary.json" grep -q '"policy": "tca:tau0.9"' "$e/summary.json"
+    check "tagged tca pairs with dense:tau0.9" grep -q '"delta_vs_dense"' "$e/summary.json"
+    check "tagged row in summary.md" grep -q '^| niah_single_number | 512 | tca:tau0.9 | ' "$e/summary.md"
+    check "tagged row printed" grep -q '^| niah_single_number | 512 | dense:tau0.9 | ' "$tmp/out"
+    check "tagged run png" test "$(head -c 4 "$e/accuracy_vs_kv.png" | tail -c 3)" = "PNG"
     expect 1 "--ctx 128 is too small for task niah_multiquery" -- eval -m "$m" --ctx 128 --task niah_multiquery --attention dense
     expect 1 "cannot read haystack file" -- eval -m "$m" --ctx 512 --haystack "$tmp/missing.txt"
 else

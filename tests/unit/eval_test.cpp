@@ -292,6 +292,44 @@ TEST(EvalSummary, AveragesPerTaskCtxAndPolicyInFirstAppearanceOrder) {
     EXPECT_EQ(j["seed"], 3);
 }
 
+TEST(EvalSummary, TaggedLabelsPairWithDenseOfTheirTag) {
+    // tca eval --tag: labels "policy:TAG"; merged runs keep one row per label, and each sparse
+    // label pairs with dense of its own tag, else with the untagged dense.
+    EXPECT_EQ(label_policy("tca:tau0.9"), "tca");
+    EXPECT_EQ(label_tag("tca:tau0.9"), "tau0.9");
+    EXPECT_EQ(label_policy("dense"), "dense");
+    EXPECT_EQ(label_tag("dense"), "");
+    std::vector<EvalRecord> rs;
+    for (int64_t s = 0; s < 2; ++s) {
+        rs.push_back(rec("vt", 512, "dense:a", s, 1.0, 1.0));
+        rs.push_back(rec("vt", 512, "tca:a", s, 0.5, 0.3));
+        rs.push_back(rec("vt", 512, "dense", s, 0.0, 1.0));
+        rs.push_back(rec("vt", 512, "tca:b", s, 0.5, 0.2));
+    }
+    const std::vector<EvalSummaryRow> rows = summarize(rs);
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_EQ(rows[0].policy, "dense:a");
+    EXPECT_FALSE(rows[0].has_delta);  // a dense run, tagged or not, has no delta
+    EXPECT_EQ(rows[1].policy, "tca:a");
+    ASSERT_TRUE(rows[1].has_delta);
+    EXPECT_DOUBLE_EQ(rows[1].delta, -0.5);  // vs dense:a
+    EXPECT_FALSE(rows[2].has_delta);
+    EXPECT_EQ(rows[3].policy, "tca:b");
+    ASSERT_TRUE(rows[3].has_delta);
+    EXPECT_DOUBLE_EQ(rows[3].delta, 0.5);  // no dense:b: vs the untagged dense
+    EXPECT_NE(summary_markdown(rows).find("| vt | 512 | tca:a | 0.500 | 0.300 | 2 | -0.500 ["),
+              std::string::npos);
+    const nlohmann::json j = nlohmann::json::parse(summary_json(rows, "m.gguf", 0, "generated"));
+    EXPECT_EQ(j["results"][1]["policy"], "tca:a");
+    // One legend colour per label: the fourth palette colour (green) is tca:b's.
+    const RgbImage img = render_accuracy_chart(rows);
+    int64_t green = 0;
+    for (size_t i = 0; i + 2 < img.pixels.size(); i += 3) {
+        if (img.pixels[i] == 44 && img.pixels[i + 1] == 160 && img.pixels[i + 2] == 44) ++green;
+    }
+    EXPECT_GT(green, 50);
+}
+
 TEST(EvalSummary, RecordLinesAreJsonWithEveryField) {
     EvalRecord r = rec("niah_single_number", 512, "tca", 3, 0.5, 0.123456789);
     r.references = {"1234567", "7654321"};

@@ -30,6 +30,12 @@ Result<DType> parse_kv_type(const std::string& name) {
     return usage_error("--kv-type must be f32, f16 or bf16, got '%s'", name.c_str());
 }
 
+Result<std::optional<DType>> parse_optional_kv_type(const std::string& name) {
+    if (name.empty()) return std::optional<DType>();
+    TCA_ASSIGN_OR_RETURN(const DType t, parse_kv_type(name));
+    return std::optional<DType>(t);
+}
+
 void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
     flags.add_string("budget-file", &f->budget_file, "FILE", "tca: per-head budgets from tca calibrate");
     flags.add_double("keep", &f->keep, "tca without --budget-file: kept fraction of candidate tokens for every head");

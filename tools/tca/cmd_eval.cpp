@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "backend/device_memory.h"
 #include "commands.h"
 #include "core/flags.h"
 #include "core/log.h"
@@ -20,8 +21,8 @@ namespace tca::cli {
 namespace {
 
 struct EvalFlags {
-    std::string model, task = "all", attention = "dense,tca", out, haystack, tokenizer, kv_type = "f32";
-    std::string export_train;
+    std::string model, task = "all", attention = "dense,tca", out, haystack, tokenizer, kv_type;
+    std::string export_train, device = "cpu", tag;
     double chars_per_token = 4.0;
     std::vector<int64_t> ctx = {4096};
     int64_t n_samples = 10, seed = 0, threads = 0, max_answer_tokens = 0;
@@ -131,6 +132,23 @@ Status export_main(const EvalFlags& f, const std::vector<EvalTask>& tasks, bool 
     return Status();
 }
 
+// --tag TEXT: appended to every policy label as "policy:TEXT" (letters, digits and . _ - = /,
+// which the chart's font draws; ':' stays the separator, so a label splits unambiguously).
+Status check_tag(const std::string& tag) {
+    constexpr size_t kMaxTag = 24;  // "streaming:" + 24 characters fit the chart's legend
+    if (tag.size() > kMaxTag) {
+        return usage_error("--tag must be at most %zu characters, got %zu", kMaxTag, tag.size());
+    }
+    for (char c : tag) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '.' || c == '_' || c == '-' || c == '=' || c == '/';
+        if (!ok) {
+            return usage_error("--tag may hold letters, digits and . _ - = /, got '%s'", tag.c_str());
+        }
+    }
+    return Status();
+}
+
 Status eval_main(const EvalFlags& f) {
     if (!f.export_train.empty()) {
         // assoc_recall is a training-only task: taken out of the list before the eval tasks parse.
@@ -174,17 +192,21 @@ Status eval_main(const EvalFlags& f) {
         return usage_error("--max-answer-tokens must be >= 0, got %lld",
                            static_cast<long long>(f.max_answer_tokens));
     }
-    TCA_ASSIGN_OR_RETURN(const DType kv_type, parse_kv_type(f.kv_type));
+    TCA_ASSIGN_OR_RETURN(const Device device, parse_device(f.device));
+    TCA_ASSIGN_OR_RETURN(const std::optional<DType> kv_type, parse_optional_kv_type(f.kv_type));
+    TCA_RETURN_IF_ERROR(check_tag(f.tag));
 
     // One engine configuration per listed policy; --budget-file goes to tca only.
     std::vector<EvalPolicy> policies;
+    std::vector<std::string> names;
     bool has_tca = false;
     for (const std::string& name : split(f.attention, ',')) {
-        for (const EvalPolicy& p : policies) {
-            if (p.name == name) return usage_error("--attention lists %s twice", name.c_str());
+        for (const std::string& seen : names) {
+            if (seen == name) return usage_error("--attention lists %s twice", name.c_str());
         }
+        names.push_back(name);
         EvalPolicy p;
-        p.name = name;
+        p.name = f.tag.empty() ? name : name + ":" + f.tag;
         TCA_ASSIGN_OR_RETURN(p.engine.attention, policy_from_flags(name, f.policy));
         if (p.engine.attention.kind == AttentionKind::kTca) {
             p.engine.budget_file = f.policy.budget_file;
@@ -194,6 +216,7 @@ Status eval_main(const EvalFlags& f) {
         p.engine.tokenizer_path = f.tokenizer;
         p.engine.n_threads = static_cast<int>(f.threads);
         p.engine.kv_dtype = kv_type;
+        p.engine.device = device;
         policies.push_back(std::move(p));
     }
     if (policies.empty()) return usage_error("--attention: no policy given");
@@ -201,6 +224,8 @@ Status eval_main(const EvalFlags& f) {
         return usage_error("--budget-file applies to tca, which --attention %s does not list",
                            f.attention.c_str());
     }
+    // --device cuda without a usable GPU: one error before the haystack and the items.
+    TCA_RETURN_IF_ERROR(memory_space(device).status());
 
     EvalRunOptions opt;
     opt.tasks = tasks;
@@ -284,7 +309,13 @@ int cmd_eval(const std::vector<std::string>& args) {
     flags.add_string("out", &f.out, "DIR",
                      "write items.jsonl, summary.json, summary.md and accuracy_vs_kv.png into DIR");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
-    flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16");
+    flags.add_string("device", &f.device, "D", "where every policy's model runs: cpu or cuda (a GPU of "
+                     "compute capability >= 8.0; quantized weights are dequantized to bf16 at load)");
+    flags.add_string("kv-type", &f.kv_type, "T", kKvTypeHelp);
+    flags.add_string("tag", &f.tag, "TEXT",
+                     "label the policies policy:TEXT in the table, items.jsonl, summary.json and the "
+                     "chart (e.g. tca:tau0.9), so runs with different budget files merge into one table; "
+                     "sparse policies pair with dense:TEXT");
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_bool("verbose", &f.verbose, "debug logging (each item's answer)");

@@ -28,10 +28,7 @@ struct RunFlags {
 Status run_main(const RunFlags& f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::string text, read_prompt(f.prompt, f.file, prompt_given));
     TCA_ASSIGN_OR_RETURN(Device device, parse_device(f.device));
-    std::optional<DType> kv_type;  // unset: the device's default
-    if (!f.kv_type.empty()) {
-        TCA_ASSIGN_OR_RETURN(kv_type, parse_kv_type(f.kv_type));
-    }
+    TCA_ASSIGN_OR_RETURN(const std::optional<DType> kv_type, parse_optional_kv_type(f.kv_type));
     if (f.n_predict < 0) return usage_error("-n must be >= 0, got %lld", static_cast<long long>(f.n_predict));
     if (f.model.empty()) return usage_error("a model is required (-m FILE)");
     SamplerOptions so;
@@ -165,7 +162,7 @@ int cmd_run(const std::vector<std::string>& args) {
                   "--threads; cuda: GPUs 0..N-1 over NCCL); KV heads and the MLP size must divide by N");
     flags.add_string("device", &f.device, "D", "where the model runs: cpu or cuda (a GPU of compute "
                      "capability >= 8.0; quantized weights are dequantized to bf16 at load)");
-    flags.add_string("kv-type", &f.kv_type, "T", "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)");
+    flags.add_string("kv-type", &f.kv_type, "T", kKvTypeHelp);
     flags.add_string("matmul-activations", &f.matmul_activations, "M",
                      "matmul activations: native (the weight type's dot type, as llama.cpp: f16/bf16 "
                      "rounding, 8-bit blocks for quantized weights) or f32");

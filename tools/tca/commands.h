@@ -29,6 +29,12 @@ std::optional<int> parse_flags(FlagSet& flags, const std::vector<std::string>& a
 
 // Shared flag helpers.
 Result<DType> parse_kv_type(const std::string& name);
+// --kv-type left empty (unset): nullopt, the engine's per-device default (f32 on cpu, bf16 on
+// cuda); else parse_kv_type's value.
+Result<std::optional<DType>> parse_optional_kv_type(const std::string& name);
+// The help text of --kv-type for commands whose default follows --device.
+inline constexpr const char* kKvTypeHelp =
+    "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)";
 // --device cpu|cuda.
 Result<Device> parse_device(const std::string& name);
 // The prompt from -p TEXT or -f FILE (exactly one).
