@@ -5,6 +5,12 @@
 #       (on the build machine) configures and builds build/release with CUDA, then copies
 #       tca_cuda_tests, tca_gpu_bench (stripped), the python scripts and the git revision into
 #       .device/ (git-ignored; name it in the device call's carry list).
+#   scripts/device.sh pack tca
+#       the same with tca alone (no test or benchmark binaries): a smaller bundle for calls that
+#       only run tca (tools/train/device_train.sh).
+#   scripts/device.sh exec CMD...
+#       (GPU machine) unpacks the bundle, sets LD_LIBRARY_PATH (ICU, cuBLAS), the NCCL
+#       variables and TCA_BIN (the unpacked tca), then runs CMD.
 #   scripts/device.sh run [tests|bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args]
 #       (on the GPU machine, repo root, .device/ carried) prints nvidia-smi, sets LD_LIBRARY_PATH
 #       for libcublas.so.13, runs the CUDA tests (gtest JSON + full log), optionally
@@ -31,13 +37,21 @@ MEMCHECK_DEFAULT="*AttentionDenseParity*:*SparsePrefillParity*:*DecodeAttentionP
 
 pack() {
     set -e
+    local only_tca=0
+    [ "${1:-}" = "tca" ] && only_tca=1
     cmake --preset release >/dev/null
-    cmake --build build/release --target tca tca_cuda_tests tca_gpu_bench
     local stage
     stage=$(mktemp -d)
-    cp build/release/tests/tca_cuda_tests build/release/tca_gpu_bench build/release/tca "$stage"/
-    strip "$stage"/tca_cuda_tests "$stage"/tca_gpu_bench "$stage"/tca
-    cp bench/gpu_peer.py bench/gpu_report.py "$stage"/
+    if [ $only_tca = 1 ]; then
+        cmake --build build/release --target tca
+        cp build/release/tca "$stage"/
+        strip "$stage"/tca
+    else
+        cmake --build build/release --target tca tca_cuda_tests tca_gpu_bench
+        cp build/release/tests/tca_cuda_tests build/release/tca_gpu_bench build/release/tca "$stage"/
+        strip "$stage"/tca_cuda_tests "$stage"/tca_gpu_bench "$stage"/tca
+        cp bench/gpu_peer.py bench/gpu_report.py "$stage"/
+    fi
     # The GPU machine has no ICU (no Debian -dev or runtime package): carry this machine's.
     mkdir -p "$stage"/lib
     for lib in $(ldd build/release/tca | awk '/libicu/ {print $3}'); do cp -L "$lib" "$stage"/lib/; done
@@ -165,6 +179,18 @@ run_engine() {
     } 2>&1 | tee "$out"/engine.log | tail -n 40
 }
 
+# Unpacks the bundle into /tmp/tca-device (once per call) and sets the environment the binaries
+# need; sets PKG to that folder.
+unpack() {
+    if [ -f "$PKG"/bundle.tar.xz ]; then
+        local dir=/tmp/tca-device
+        rm -rf "$dir" && mkdir -p "$dir" && xz -dc "$PKG"/bundle.tar.xz | tar -C "$dir" -xf - || return 1
+        PKG=$dir
+    fi
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    export LD_LIBRARY_PATH="$PKG/lib:$(cublas_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+
 run_mode() {
     local what=all memcheck="" quick=0 bench_args=()
     while [ $# -gt 0 ]; do
@@ -180,17 +206,11 @@ run_mode() {
     done
     local out=${OUT:-$PWD/.device-out}
     mkdir -p "$out"
-    if [ -f "$PKG"/bundle.tar.xz ]; then
-        local dir=/tmp/tca-device
-        rm -rf "$dir" && mkdir -p "$dir" && xz -dc "$PKG"/bundle.tar.xz | tar -C "$dir" -xf - || return 1
-        PKG=$dir
-    fi
+    unpack || return 1
     if [ ! -x "$PKG"/tca_cuda_tests ] || [ ! -x "$PKG"/tca_gpu_bench ]; then
         echo "device.sh: $PKG/ is missing its binaries: run 'scripts/device.sh pack' here and carry .device" >&2
         return 2
     fi
-    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-    export LD_LIBRARY_PATH="$PKG/lib:$(cublas_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     {
         echo "git $(cat "$PKG"/GIT_SHA 2>/dev/null)"
         nvidia-smi
@@ -224,8 +244,15 @@ run_mode() {
 case "${1:-}" in
     pack) shift; pack "$@" ;;
     run) shift; run_mode "$@" ;;
+    exec)
+        shift
+        unpack || exit 1
+        [ -x "$PKG"/tca ] || { echo "device.sh: no tca in the bundle: run 'scripts/device.sh pack' here" >&2; exit 2; }
+        export TCA_BIN=$PKG/tca
+        exec "$@"
+        ;;
     *)
-        echo "usage: scripts/device.sh pack | run [tests|bench|engine|engine-bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args]" >&2
+        echo "usage: scripts/device.sh pack [tca] | run [tests|bench|engine|engine-bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args] | exec CMD..." >&2
         exit 2
         ;;
 esac

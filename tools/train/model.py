@@ -70,6 +70,23 @@ def apply_rope(x, cos, sin):
     return (x.float() * cos + rot.float() * sin).to(x.dtype)
 
 
+def causal_attention(q, k, v):
+    """q [b, h, t, d], k/v [b, kv, t, d]. K/V heads are repeated to the query heads before SDPA:
+    SDPA's enable_gqa is not taken by every backend, and its math fallback would hold a
+    [b, h, t, t] matrix per layer (16 GiB at 16K). Without SDPA (torch < 2.0, CPU checks) the
+    same product is written out."""
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    t = q.shape[2]
+    s = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    return (s.softmax(-1) @ v.float()).to(q.dtype)
+
+
 class Attention(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
@@ -86,7 +103,7 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(b, t, a.n_kv_heads, a.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, a.n_kv_heads, a.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        y = causal_attention(q, k, v)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, a.n_heads * a.head_dim))
 
 

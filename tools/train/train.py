@@ -192,10 +192,10 @@ def write_model_card(folder, recipe, manifest, state, csv_path):
              "  synthetic items from tca's own eval generators with training seeds >= 1000000 (disjoint from",
              "  evaluation seeds) and dense associative recall; sha256 of every file in manifest.json",
              f"- trained tokens: {state['tokens']:,} in {state.get('elapsed_s', 0) / 60:.1f} min, git {manifest.get('git', '?')}",
-             "", "| stage | seq | batch | lr | last loss | last answer loss |", "|---|---|---|---|---|---|"]
+             "", "| stage | seq | batch | minutes | lr | last loss | last answer loss |", "|---|---|---|---|---|---|---|"]
     for i, st in enumerate(recipe["stages"]):
         r = last.get(str(i))
-        lines.append(f"| {st['name']} | {st['seq_len']} | {st['batch']} | {st['lr']:g} | "
+        lines.append(f"| {st['name']} | {st['seq_len']} | {st['batch']} | {st.get('minutes', '-')} | {st['lr']:g} | "
                      f"{r[5] if r else '-'} | {r[6] if r else '-'} |")
     lines += ["", "Evaluate with `tca eval` (docs/eval.md); license of the weights: same as the repository."]
     with open(os.path.join(folder, "MODEL_CARD.md"), "w") as f:
@@ -204,17 +204,22 @@ def write_model_card(folder, recipe, manifest, state, csv_path):
 
 # ---------------------------------------------------------------- schedule
 
-def stage_steps(stage):
-    return max(1, int(stage["tokens"] // (stage["batch"] * stage["seq_len"])))
+def stage_seconds(stage):
+    """A stage lasts a fixed share of the GPU time (recipe "minutes"), not a token count: the
+    device time of a session is the hard limit, and the tokens per second are only known once
+    a stage runs. loss.csv records the tokens each stage actually saw."""
+    return 60.0 * float(stage["minutes"])
 
 
-def lr_at(stage, opt_cfg, step, n_steps, warmup):
+def lr_at(stage, opt_cfg, step, frac, warmup):
+    """Linear warmup over `warmup` steps, then cosine from the peak to min_lr_ratio x peak over
+    the stage's time (frac = share of the stage's seconds spent)."""
     peak = stage["lr"]
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    p = (step - warmup) / max(1, n_steps - warmup)
     lo = peak * opt_cfg["min_lr_ratio"]
-    return lo + 0.5 * (peak - lo) * (1 + math.cos(math.pi * min(1.0, p)))
+    lr = lo + 0.5 * (peak - lo) * (1 + math.cos(math.pi * min(1.0, max(0.0, frac))))
+    if step < warmup:
+        lr = min(lr, peak * (step + 1) / warmup)
+    return lr
 
 
 # ---------------------------------------------------------------- main
@@ -224,10 +229,12 @@ def main():
     ap.add_argument("--recipe", default=os.path.join(HERE, "recipe.json"))
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--run", default=os.path.join(HERE, "runs", "main"), help="run folder (full state)")
-    ap.add_argument("--out", default="", help="copy portable checkpoint, logs and manifest here ($OUT)")
+    ap.add_argument("--out", default="", help="write the portable checkpoint here as portable.tar.NN pieces, "
+                    "with loss.csv and MODEL_CARD.md ($OUT)")
     ap.add_argument("--resume-from", default="", help="portable checkpoint folder (weights + train_state.json)")
     ap.add_argument("--max-minutes", type=float, default=9.0, help="stop cleanly before this wall time")
-    ap.add_argument("--workers", type=int, default=6)
+    ap.add_argument("--workers", type=int, default=max(1, min(12, (os.cpu_count() or 4) - 2)),
+                    help="data loader processes (default: cores - 2, at most 12)")
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--device", default="cuda")
@@ -243,7 +250,7 @@ def main():
         recipe["tokenizer"]["vocab_size"] = 512
         recipe["model"]["vocab_size"] = 512
         for s in recipe["stages"]:
-            s.update(seq_len=min(s["seq_len"], 1024), batch=2, tokens=2 * 2 * min(s["seq_len"], 1024))
+            s.update(seq_len=min(s["seq_len"], 1024), batch=2, max_steps=3)
     seed = int(recipe["seed"])
     torch.manual_seed(seed)
     random.seed(seed)
@@ -285,7 +292,8 @@ def main():
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": opt_cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"], fused=dev.type == "cuda")
+                            lr=1e-4, betas=tuple(opt_cfg["betas"]), eps=opt_cfg["eps"],
+                            **({"fused": True} if dev.type == "cuda" else {}))
     full = os.path.join(a.run, "ckpt")
     if os.path.exists(os.path.join(full, "train_state.json")):
         load_weights(model, full)
@@ -319,31 +327,40 @@ def main():
     run_model = torch.compile(model) if a.compile else model
     csv_path = os.path.join(a.run, "loss.csv")
     if not os.path.exists(csv_path):
-        with open(csv_path, "w") as f:
-            f.write("step_total,stage,stage_step,tokens,lr,loss,answer_loss,answer_tokens,tok_per_s,elapsed_s\n")
+        if a.resume_from and os.path.exists(os.path.join(a.resume_from, "loss.csv")):
+            shutil.copy(os.path.join(a.resume_from, "loss.csv"), csv_path)  # the curve goes on
+        else:
+            with open(csv_path, "w") as f:
+                f.write("step_total,stage,stage_step,tokens,lr,loss,answer_loss,answer_tokens,tok_per_s,"
+                        "elapsed_s\n")
     budget_s = a.max_minutes * 60.0
     ans_w = float(recipe["data"].get("answer_loss_weight", 1.0))
-    step_times, save_s = [], 20.0
+    step_times, save_s = [], 25.0
     rewarm = state.pop("rewarm", 0)
+    state.setdefault("stage_s", 0.0)
+    state.setdefault("step_total", 0)
     stop = False
     while state["stage"] < len(stages) and not stop:
         si = state["stage"]
         st = stages[si]
-        n_steps = stage_steps(st)
+        stage_s = stage_seconds(st)
+        max_steps = int(st.get("max_steps", 1 << 40))
         warm = opt_cfg["warmup_steps"]
         mixer_args = dict(seq_len=st["seq_len"], weights=st["weights"], bos=tok.bos, eos=tok.eos,
                           encode=tok.encode, text=text, fillers=fillers, tasks=tasks, assoc=assoc,
                           filler_share=recipe["data"]["filler_share"], min_task_len=st.get("min_task_len", 0))
-        ds = StageBatches(mixer_args, si, st, seed, state["step"], n_steps)
+        ds = StageBatches(mixer_args, si, st, seed, state["step"], max_steps)
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          prefetch_factor=4 if a.workers else None, pin_memory=dev.type == "cuda")
-        log(f"stage {si} {st['name']}: steps {state['step']}..{n_steps} of {st['batch']} x {st['seq_len']}")
+        log(f"stage {si} {st['name']}: from step {state['step']} ({state['stage_s'] / 60:.1f} of "
+            f"{stage_s / 60:.1f} min done), batches of {st['batch']} x {st['seq_len']}")
         acc = {"loss": 0.0, "ans": 0.0, "n_ans": 0, "n": 0, "t": time.time(), "tok": 0}
         first_step = state["step"]
-        for step, ids, mask in dl:
-            t_step = time.time()
+        t_prev = time.time()
+        stage_done = state["stage_s"] >= stage_s or state["step"] >= max_steps
+        for step, ids, mask in ([] if stage_done else dl):
             assert step == state["step"], (step, state["step"])
-            lr = lr_at(st, opt_cfg, step, n_steps, warm)
+            lr = lr_at(st, opt_cfg, step, state["stage_s"] / stage_s, warm)
             if rewarm and step - first_step < rewarm:  # resumed without AdamW moments
                 lr *= (step - first_step + 1) / rewarm
             for g in opt.param_groups:
@@ -362,38 +379,48 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt_cfg["grad_clip"])
             opt.step()
             with torch.no_grad():
-                acc["loss"] += ce.mean().item()
+                acc["loss"] += ce.mean().item()  # .item() waits for the step: the times below are real
                 n_ans = int(mf.sum().item())
                 acc["ans"] += (ce * mf).sum().item()
                 acc["n_ans"] += n_ans
                 acc["n"] += 1
             acc["tok"] += x.numel()
             state["step"] = step + 1
+            state["step_total"] += 1
             state["tokens"] += x.numel()
-            step_times.append(time.time() - t_step)
-            if state["step"] % a.log_every == 0 or state["step"] == n_steps:
-                dt = time.time() - acc["t"]
+            now = time.time()
+            step_times.append(now - t_prev)
+            state["stage_s"] += now - t_prev
+            t_prev = now
+            stage_done = state["stage_s"] >= stage_s or state["step"] >= max_steps
+            if state["step"] % a.log_every == 0 or stage_done:
+                dt = now - acc["t"]
                 tps = acc["tok"] / max(dt, 1e-9)
                 al = acc["ans"] / acc["n_ans"] if acc["n_ans"] else float("nan")
-                line = (f"{sum(stage_steps(s) for s in stages[:si]) + state['step']},{si},{state['step']},"
-                        f"{state['tokens']},{lr:.3e},{acc['loss'] / acc['n']:.4f},{al:.4f},{acc['n_ans']},"
-                        f"{tps:.0f},{state['elapsed_s'] + time.time() - T0:.1f}")
+                line = (f"{state['step_total']},{si},{state['step']},{state['tokens']},{lr:.3e},"
+                        f"{acc['loss'] / acc['n']:.4f},{al:.4f},{acc['n_ans']},{tps:.0f},"
+                        f"{state['elapsed_s'] + now - T0:.1f}")
                 with open(csv_path, "a") as f:
                     f.write(line + "\n")
-                eta = (n_steps - state["step"]) * st["batch"] * st["seq_len"] / max(tps, 1)
-                log(f"{st['name']} {state['step']}/{n_steps} loss {acc['loss'] / acc['n']:.3f} answer {al:.3f} "
-                    f"lr {lr:.2e} {tps / 1e3:.0f}K tok/s, stage ETA {eta / 60:.1f} min")
+                log(f"{st['name']} step {state['step']} loss {acc['loss'] / acc['n']:.3f} answer {al:.3f} "
+                    f"lr {lr:.2e} {tps / 1e3:.0f}K tok/s, stage {state['stage_s'] / 60:.1f}/{stage_s / 60:.1f} min")
                 acc = {"loss": 0.0, "ans": 0.0, "n_ans": 0, "n": 0, "t": time.time(), "tok": 0}
+            if stage_done:
+                break
             recent = sorted(step_times[-50:])[len(step_times[-50:]) // 2]
-            if time.time() - T0 + 3 * recent + save_s > budget_s:
+            if now - T0 + 3 * recent + save_s > budget_s:
                 log(f"time budget: stopping at stage {si} step {state['step']}")
                 stop = True
                 break
         del dl
-        if not stop:
+        if stage_done:
+            log(f"stage {si} {st['name']} done: {state['step']} steps, {state['stage_s'] / 60:.1f} min")
             state["stage"] += 1
             state["step"] = 0
+            state["stage_s"] = 0.0
             rewarm = 0
+        elif not stop:
+            stop = True  # the loader ran dry (max_steps): nothing more to do this call
 
     # Checkpoints: full (run folder, stays on a warm machine) and portable (bf16, for $OUT).
     t_save = time.time()
@@ -408,15 +435,34 @@ def main():
     with open(os.path.join(portable, "train_state.json"), "w") as f:
         json.dump(state, f)
     shutil.copy(os.path.join(a.run, "manifest.json"), os.path.join(portable, "manifest.json"))
+    shutil.copy(csv_path, os.path.join(portable, "loss.csv"))
     write_model_card(portable, recipe, manifest, state, csv_path)
     if a.out:
-        dst = os.path.join(a.out, "run")
-        shutil.copytree(portable, os.path.join(dst, "portable"), dirs_exist_ok=True)
-        for f in ("loss.csv", "manifest.json"):
-            shutil.copy(os.path.join(a.run, f), os.path.join(dst, f))
+        pack_portable(portable, a.out)
     done = state["stage"] >= len(stages)
     log(f"saved in {time.time() - t_save:.1f}s; state {state}; {'TRAINING DONE' if done else 'resume to continue'}")
 
+
+def pack_portable(portable, out):
+    """The portable folder as out/portable.tar.NN pieces of <= 15 MiB (the device tool returns
+    at most 8 files of 16 MiB each), plus loss.csv beside them for reading.
+    Join with: cat portable.tar.* | tar -x -C DIR (tools/train/README.md)."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(os.listdir(portable)):
+            tar.add(os.path.join(portable, f), arcname=f)
+    data = buf.getvalue()
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        if f.startswith("portable.tar."):
+            os.remove(os.path.join(out, f))
+    piece = S.DEFAULT_LIMIT
+    for i in range(0, len(data), piece):
+        with open(os.path.join(out, f"portable.tar.{i // piece:02d}"), "wb") as f:
+            f.write(data[i:i + piece])
+    shutil.copy(os.path.join(portable, "loss.csv"), os.path.join(out, "loss.csv"))
 
 if __name__ == "__main__":
     main()

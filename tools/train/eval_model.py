@@ -1,0 +1,285 @@
+"""Evaluates the trained model with the CUDA engine on the GPU machine, in one device call:
+calibration (three text domains, three tau values), then `tca eval` runs in parallel processes
+(the model is small, so one process leaves the GPU mostly idle), in priority order, until a
+deadline. Results are merged from every run's items.jsonl (streamed, so a run cut off at the
+deadline still counts the items it answered) into eval_summary.{json,md}; docs/perf/accuracy.md
+is written from them (tools/train/README.md, issue 6).
+
+usage (GPU machine, repo root; tca and its libraries unpacked by scripts/device.sh):
+  python3 tools/train/eval_model.py --tca /tmp/tca-device/tca --model model.gguf \
+      --data tools/train/data --out "$OUT" --minutes 6 --jobs 8
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import data as D  # noqa: E402
+
+T0 = time.time()
+LOCK = threading.Lock()
+
+
+def log(msg):
+    with LOCK:
+        print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+
+
+def run(cmd, log_path, timeout):
+    """Runs cmd with stdout+stderr to log_path; returns the exit code (124 on timeout)."""
+    with open(log_path, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        try:
+            return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=max(1.0, timeout)).returncode
+        except subprocess.TimeoutExpired:
+            f.write(f"\n(stopped at the deadline after {timeout:.0f} s)\n")
+            return 124
+
+
+def plain_text(src, dst, max_chars=None):
+    with D.open_text(src) as f:
+        s = f.read()
+    if max_chars:
+        s = s[:max_chars]
+    with open(dst, "w", encoding="utf-8") as f:
+        f.write(s)
+    return dst
+
+
+def task_text(tasks_dir, dst, max_chars):
+    """The third calibration domain: the synthetic task prompts themselves (generated filler
+    with needles and questions), concatenated."""
+    out, n = [], 0
+    for p in D.list_files(tasks_dir):
+        if "niah" not in os.path.basename(p):
+            continue
+        for r in D.read_jsonl(p):
+            out.append(r["prompt"] + r["answer"])
+            n += len(out[-1])
+            if n >= max_chars:
+                break
+    with open(dst, "w", encoding="utf-8") as f:
+        f.write("\n\n".join(out))
+    return dst
+
+
+def records(folder):
+    path = os.path.join(folder, "items.jsonl")
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut off at the deadline
+    return out
+
+
+def summarize(jobs, work):
+    """rows: (task, ctx, label) -> accuracy, kv_fraction, n; plus per-(ctx, label) averages
+    over the tasks with niah_single's three value types counted as one task (RULER's 13-task
+    average counts them separately; we report both)."""
+    rows, avg = {}, {}
+    for job in jobs:
+        for r in records(os.path.join(work, job["name"])):
+            key = (r["task"], int(r["ctx"]), job["label"])
+            acc = rows.setdefault(key, {"score": 0.0, "kv": 0.0, "n": 0, "prefill_ms": 0.0})
+            acc["score"] += float(r["score"])
+            acc["kv"] += float(r["kv_fraction"])
+            acc["prefill_ms"] += float(r.get("prefill_ms", 0.0))
+            acc["n"] += 1
+    out = []
+    for (task, ctx, label), a in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        out.append({"task": task, "ctx": ctx, "policy": label, "accuracy": round(a["score"] / a["n"], 4),
+                    "kv_fraction": round(a["kv"] / a["n"], 4), "n_samples": a["n"],
+                    "prefill_ms": round(a["prefill_ms"] / a["n"], 2)})
+        g = avg.setdefault((ctx, label), {})
+        g[task] = out[-1]
+    averages = []
+    for (ctx, label), g in sorted(avg.items()):
+        accs = [r["accuracy"] for r in g.values()]
+        kvs = [r["kv_fraction"] for r in g.values()]
+        averages.append({"ctx": ctx, "policy": label, "n_tasks": len(g), "mean_accuracy": round(sum(accs) / len(accs), 4),
+                         "mean_kv_fraction": round(sum(kvs) / len(kvs), 4),
+                         "n_items": sum(r["n_samples"] for r in g.values())})
+    return out, averages
+
+
+def markdown(rows, averages, meta):
+    lines = [f"Model `{meta['model']}`, haystack {meta['haystack']}, seed {meta['seed']}, b {meta['block_size']}, "
+             f"w {meta['local_window']}; string_match_all accuracy (0-1) and KV fraction (held / dense).", "",
+             "| ctx | policy | tasks | items | mean accuracy | mean KV fraction |", "|---:|---|---:|---:|---:|---:|"]
+    for a in averages:
+        lines.append(f"| {a['ctx']} | {a['policy']} | {a['n_tasks']} | {a['n_items']} | {a['mean_accuracy']:.3f} | "
+                     f"{a['mean_kv_fraction']:.3f} |")
+    lines += ["", "| task | ctx | policy | accuracy | KV fraction | n | prefill ms |", "|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['ctx']} | {r['policy']} | {r['accuracy']:.3f} | {r['kv_fraction']:.3f} | "
+                     f"{r['n_samples']} | {r['prefill_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tca", required=True, help="the tca binary")
+    ap.add_argument("--model", required=True, help="GGUF file or HF folder")
+    ap.add_argument("--data", default=os.path.join(HERE, "data"), help="prepare_data.sh output (texts, tasks)")
+    ap.add_argument("--out", required=True, help="where the merged results go ($OUT: at most 8 files)")
+    ap.add_argument("--work", default="/tmp/tca-eval", help="scratch folder (per-run outputs, budgets)")
+    ap.add_argument("--minutes", type=float, default=6.0, help="deadline for the whole evaluation")
+    ap.add_argument("--jobs", type=int, default=8, help="tca eval processes at a time")
+    ap.add_argument("--n-samples", type=int, default=50)
+    ap.add_argument("--task", default="all", help="tca eval --task")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ctx", default="16k", help="the main context (calibration and the policy comparison)")
+    ap.add_argument("--dense-ctx", default="4k,8k", help="further contexts for dense (and tca) accuracy")
+    ap.add_argument("--block-size", type=int, default=64)
+    ap.add_argument("--local-window", type=int, default=1024)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads per tca process")
+    a = ap.parse_args()
+    if a.jobs < 4:
+        ap.error("--jobs must be >= 4 (the baselines wait for the tca run)")
+
+    work = a.work
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    os.makedirs(a.out, exist_ok=True)
+    deadline = T0 + 60.0 * a.minutes
+    ctx_main = a.ctx
+    ctx_tokens = int(ctx_main[:-1]) * 1024 if ctx_main.endswith("k") else int(ctx_main)
+    bw = ["--block-size", str(a.block_size), "--local-window", str(a.local_window)]
+    common = ["--device", a.device, "--threads", str(a.threads), "--seed", str(a.seed),
+              "--n-samples", str(a.n_samples), "--task", a.task]
+
+    # Texts: the eval haystack (KJV) and three calibration domains.
+    texts = os.path.join(a.data, "text")
+    kjv = plain_text(os.path.join(texts, "kjv.txt.gz"), os.path.join(work, "kjv.txt"))
+    domains = {"kjv": plain_text(os.path.join(texts, "kjv.txt.gz"), os.path.join(work, "cal-kjv.txt"), 400000),
+               "brown": plain_text(os.path.join(texts, "brown.txt.gz"), os.path.join(work, "cal-brown.txt"), 400000),
+               "tasks": task_text(os.path.join(a.data, "tasks"), os.path.join(work, "cal-tasks.txt"), 400000)}
+    haystack = ["--haystack", kjv]
+
+    # Calibration (tca-method M8): kjv at tau 0.5/0.7/0.9, brown and tasks at 0.9.
+    cals = [("kjv", 0.9), ("brown", 0.9), ("tasks", 0.9), ("kjv", 0.7), ("kjv", 0.5)]
+    budgets = {}
+
+    def calibrate(dom, tau):
+        name = f"{dom}-tau{tau}"
+        path = os.path.join(work, f"budgets-{name}.json")
+        rc = run([a.tca, "calibrate", "-m", a.model, "-f", domains[dom], "--ctx", str(ctx_tokens), "--tau", str(tau),
+                  "--device", a.device, "--threads", str(a.threads), *bw, "-o", path,
+                  "--heatmap", os.path.join(work, f"heatmap-{name}.png")],
+                 os.path.join(work, f"calibrate-{name}.log"), deadline - time.time())
+        log(f"calibrate {name}: exit {rc}")
+        if rc == 0:
+            budgets[(dom, tau)] = path
+
+    with ThreadPoolExecutor(len(cals)) as ex:
+        list(ex.map(lambda c: calibrate(*c), cals))
+
+    # Evaluation jobs, most important first (issue 6 acceptance): dense and tca at the main
+    # context, dense at the shorter ones, the baselines at tca's KV fraction, the tau sweep,
+    # the calibration domains.
+    jobs = []
+
+    def job(name, label, ctx, attention, extra, after=None):
+        jobs.append({"name": name, "label": label, "ctx": ctx, "attention": attention, "extra": extra,
+                     "after": after})
+
+    job("dense-main", "dense", ctx_main, "dense", [])
+    if ("kjv", 0.9) in budgets:
+        job("tca-kjv-0.9", "tca tau0.9 (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", 0.9)], *bw])
+    for c in a.dense_ctx.split(","):
+        if c:
+            job(f"dense-{c}", "dense", c, "dense", [])
+    for pol in ("snapkv", "streaming", "oracle"):
+        job(f"{pol}-main", pol, ctx_main, pol, [], after="tca-kjv-0.9")
+    for tau in (0.7, 0.5):
+        if ("kjv", tau) in budgets:
+            job(f"tca-kjv-{tau}", f"tca tau{tau} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau)], *bw])
+    for dom in ("brown", "tasks"):
+        if (dom, 0.9) in budgets:
+            job(f"tca-{dom}-0.9", f"tca tau0.9 ({dom})", ctx_main, "tca", ["--budget-file", budgets[(dom, 0.9)], *bw])
+    if ("kjv", 0.9) in budgets:
+        for c in a.dense_ctx.split(","):
+            if c:
+                job(f"tca-kjv-0.9-{c}", "tca tau0.9 (kjv)", c, "tca", ["--budget-file", budgets[("kjv", 0.9)], *bw])
+
+    done = {}
+    cond = threading.Condition()
+
+    def kv_budget_of(name):
+        """Tokens per KV head that give the baselines tca's mean KV fraction at the main context."""
+        rs = records(os.path.join(work, name))
+        if not rs:
+            return None
+        kv = sum(float(r["kv_fraction"]) for r in rs) / len(rs)
+        n = sum(int(r["n_prompt_tokens"]) for r in rs) / len(rs)
+        return max(a.block_size, int(round(kv * n)))
+
+    def run_job(j):
+        if j["after"] and j["after"] not in {x["name"] for x in jobs}:
+            log(f"{j['name']}: skipped (no {j['after']} run)")
+            return
+        if j["after"]:  # the pool runs the jobs in order and has >= 4 workers: the one waited for runs
+            with cond:
+                cond.wait_for(lambda: j["after"] in done or time.time() > deadline, timeout=max(0.0, deadline - time.time()))
+            kvb = kv_budget_of(j["after"]) if j["after"] in done else None
+            if kvb is None:
+                log(f"{j['name']}: skipped (no {j['after']} result to match)")
+                return
+            j["extra"] = ["--kv-budget", str(kvb), "--n-sink", "4", "--obs-window", "32"]
+            j["label"] = f"{j['label']} (kv {kvb})"
+        left = deadline - time.time()
+        if left < 20:
+            log(f"{j['name']}: skipped (deadline)")
+            return
+        folder = os.path.join(work, j["name"])
+        t = time.time()
+        rc = run([a.tca, "eval", "-m", a.model, "--ctx", j["ctx"], "--attention", j["attention"], *common, *haystack,
+                  *j["extra"], "--out", folder], os.path.join(work, f"eval-{j['name']}.log"), left)
+        log(f"{j['name']} ({j['label']}, ctx {j['ctx']}): exit {rc}, {len(records(folder))} items in {time.time() - t:.0f} s")
+        with cond:
+            done[j["name"]] = rc
+            cond.notify_all()
+
+    with ThreadPoolExecutor(a.jobs) as ex:
+        list(ex.map(run_job, jobs))
+
+    rows, averages = summarize(jobs, work)
+    meta = {"model": os.path.basename(a.model), "haystack": "KJV (tools/train/data/text/kjv.txt.gz)", "seed": a.seed,
+            "block_size": a.block_size, "local_window": a.local_window, "n_samples": a.n_samples,
+            "device": a.device, "jobs": [{k: v for k, v in j.items() if k != "after"} for j in jobs],
+            "budgets": {f"{d}-tau{t}": os.path.basename(p) for (d, t), p in budgets.items()}}
+    with open(os.path.join(a.out, "eval_summary.json"), "w") as f:
+        json.dump({"meta": meta, "averages": averages, "results": rows}, f, indent=1)
+    md = markdown(rows, averages, meta)
+    with open(os.path.join(a.out, "eval_summary.md"), "w") as f:
+        f.write(md)
+    # Everything else in one archive: budget files, heatmaps, items, logs.
+    with tarfile.open(os.path.join(a.out, "eval_files.tar.gz"), "w:gz") as tar:
+        for f in sorted(os.listdir(work)):
+            p = os.path.join(work, f)
+            if f.endswith((".json", ".png", ".log")) or os.path.isdir(p):
+                tar.add(p, arcname=f)
+    print(md)
+    log("evaluation done")
+
+
+if __name__ == "__main__":
+    main()
