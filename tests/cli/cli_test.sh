@@ -33,7 +33,8 @@ expect() {
 expect 2 "usage: tca <command>" -- 
 expect 2 "unknown command 'bogus'" -- bogus
 expect 2 "unknown flag '--bogus'" -- run --bogus
-expect 2 "a model is required" -- run -p hi
+# No -m: $TCA_MODEL, else the shipped model (a real run further down when it is present).
+TCA_MODEL=$tmp/nope-default.gguf expect 1 "nope-default.gguf" -- run -p hi
 expect 2 "exactly one of -p TEXT or -f FILE" -- run -m x.gguf
 expect 1 "nope.gguf" -- run -m "$tmp/nope.gguf" -p hi
 expect 2 "--n-predict expects an integer, got 'abc'" -- run -m x.gguf -p hi -n abc
@@ -80,7 +81,7 @@ else
 fi
 
 # tca eval: usage errors (2) before any model is read.
-expect 2 "a model is required" -- eval --ctx 512
+TCA_MODEL=$tmp/nope-default.gguf expect 1 "nope-default.gguf" -- eval --ctx 512 --task niah_single_number --n-samples 1
 expect 2 "--task: unknown task 'bogus'" -- eval -m x.gguf --task bogus
 expect 2 "--task lists niah_multikey twice" -- eval -m x.gguf --task niah_multikey,niah_multikey
 expect 2 "--ctx must be in \[1, 2\^30\], got 0" -- eval -m x.gguf --ctx 0
@@ -232,6 +233,12 @@ assert len(rows) == 6 and all(r["n_prompt_tokens"] <= 512 for r in rows), rows' 
     expect 1 "cannot read haystack file" -- eval -m "$m" --ctx 512 --haystack "$tmp/missing.txt"
 else
     echo "cli_test: $models/stories260K.gguf absent: model runs skipped" >&2
+fi
+# The shipped model (tools/train, models/) is the default of run and eval.
+shipped=$(cd "$(dirname "$0")/../.." && pwd)/models/tca-long-14m.q8_0.gguf
+if [ -f "$shipped" ] && [ -z "${TCA_MODEL:-}" ]; then
+    expect 0 "" -- run -p "The LORD is my shepherd" -n 4 --threads 1
+    check "run without -m uses the shipped model" grep -q "tca-long-14m" "$tmp/err"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,5 +1,7 @@
 // Helpers shared by the subcommands (commands.h): error reporting and common flags.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -79,6 +81,16 @@ Result<Device> parse_device(const std::string& name) {
     if (name == "cpu") return Device::kCpu;
     if (name == "cuda") return Device::kCuda;
     return usage_error("--device must be cpu or cuda, got '%s'", name.c_str());
+}
+
+Result<std::string> model_or_default(const std::string& model) {
+    if (!model.empty()) return model;
+    if (const char* env = std::getenv("TCA_MODEL"); env != nullptr && env[0] != '\0') return std::string(env);
+    const std::string shipped = std::string(TCA_SOURCE_DIR) + "/models/tca-long-14m.q8_0.gguf";
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(shipped, ec)) return shipped;
+    return usage_error("a model is required (-m FILE): TCA_MODEL is unset and the shipped model %s is missing",
+                       shipped.c_str());
 }
 
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given) {

@@ -149,7 +149,7 @@ Status check_tag(const std::string& tag) {
     return Status();
 }
 
-Status eval_main(const EvalFlags& f) {
+Status eval_main(EvalFlags f) {
     if (!f.export_train.empty()) {
         // assoc_recall is a training-only task: taken out of the list before the eval tasks parse.
         std::string list;
@@ -171,7 +171,7 @@ Status eval_main(const EvalFlags& f) {
         }
         return export_main(f, tasks, assoc);
     }
-    if (f.model.empty()) return usage_error("a model is required (-m FILE)");
+    TCA_ASSIGN_OR_RETURN(f.model, model_or_default(f.model));
     if (f.seed >= static_cast<int64_t>(kTrainSeedBase)) {
         return usage_error("--seed %lld is a training seed (>= %llu, used by --export-train); evaluation "
                            "seeds are below it", static_cast<long long>(f.seed),
@@ -288,7 +288,8 @@ int cmd_eval(const std::vector<std::string>& args) {
                   "variable-tracking and common-words items, fitted to each --ctx, answered greedily\n"
                   "by every --attention policy on identical prompts and scored by string_match_all.\n"
                   "stdout: a markdown table per (task, ctx, policy) of accuracy and KV fraction.");
-    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory");
+    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory "
+                     "(default: $TCA_MODEL, else the shipped models/tca-long-14m.q8_0.gguf)");
     flags.add_alias("-m", "model");
     flags.add_string("task", &f.task, "T,...",
                      "tasks: all, niah_single (its 3 value types), niah_single_number, "

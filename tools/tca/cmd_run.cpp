@@ -25,12 +25,12 @@ struct RunFlags {
     bool bos = true, verbose = false;
 };
 
-Status run_main(const RunFlags& f, bool prompt_given) {
+Status run_main(RunFlags f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::string text, read_prompt(f.prompt, f.file, prompt_given));
     TCA_ASSIGN_OR_RETURN(Device device, parse_device(f.device));
     TCA_ASSIGN_OR_RETURN(const std::optional<DType> kv_type, parse_optional_kv_type(f.kv_type));
     if (f.n_predict < 0) return usage_error("-n must be >= 0, got %lld", static_cast<long long>(f.n_predict));
-    if (f.model.empty()) return usage_error("a model is required (-m FILE)");
+    TCA_ASSIGN_OR_RETURN(f.model, model_or_default(f.model));
     SamplerOptions so;
     so.temperature = f.temp;
     so.top_k = f.top_k;
@@ -142,7 +142,8 @@ int cmd_run(const std::vector<std::string>& args) {
     RunFlags f;
     FlagSet flags("tca run", "Generates text from a prompt. stdout: the generated text only;\n"
                              "model, memory and speed go to stderr.");
-    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory");
+    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory "
+                     "(default: $TCA_MODEL, else the shipped models/tca-long-14m.q8_0.gguf)");
     flags.add_alias("-m", "model");
     flags.add_string("prompt", &f.prompt, "TEXT", "prompt text (special tokens in it are parsed)");
     flags.add_alias("-p", "prompt");

@@ -37,6 +37,9 @@ inline constexpr const char* kKvTypeHelp =
     "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)";
 // --device cpu|cuda.
 Result<Device> parse_device(const std::string& name);
+// -m left empty: $TCA_MODEL if set, else the model that ships with the project
+// (models/tca-long-14m.q8_0.gguf in the source tree); a usage error when neither exists.
+Result<std::string> model_or_default(const std::string& model);
 // The prompt from -p TEXT or -f FILE (exactly one).
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given);
 
