@@ -136,6 +136,7 @@ std::string record_json(const EvalRecord& r) {
     j["score"] = r.score;
     j["n_prompt_tokens"] = r.n_prompt_tokens;
     j["kv_fraction"] = round6(r.kv_fraction);
+    j["kv_bytes"] = r.kv_bytes;
     j["prefill_ms"] = std::round(r.prefill_ms * 1000.0) / 1000.0;
     j["prompt_hash"] = r.prompt_hash;
     // Predictions are model output: replace invalid UTF-8 rather than fail.

@@ -29,6 +29,7 @@ struct EvalRecord {
     double score = 0.0;  // string_match_all
     int64_t n_prompt_tokens = 0;
     double kv_fraction = 1.0;  // KV bytes held after the prompt / dense KV bytes
+    int64_t kv_bytes = 0;      // KV bytes held after the prompt
     double prefill_ms = 0.0;
     std::string prompt_hash;  // fnv1a_hex of the prompt: identical across policies
 };

@@ -61,6 +61,7 @@ Result<EvalRecord> answer(Engine& engine, const PreparedItem& p, const std::stri
     r.kv_fraction = after.kv_bytes_dense > 0 ? static_cast<double>(after.kv_bytes) /
                                                    static_cast<double>(after.kv_bytes_dense)
                                              : 1.0;
+    r.kv_bytes = static_cast<int64_t>(after.kv_bytes);
     r.prefill_ms = after.prefill_ms - before.prefill_ms;
     r.prompt_hash = p.hash;
     Sampler greedy(SamplerOptions{}, engine.config().n_vocab);

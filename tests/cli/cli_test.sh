@@ -208,7 +208,7 @@ assert len(rows) == 6 and all(r["n_prompt_tokens"] <= 512 for r in rows), rows' 
     check "markdown table rows" test "$(grep -c '^| [a-z_]* | 512 | ' "$e/summary.md")" -eq 24
     check "table printed" grep -q '^| niah_multiquery | 512 | tca | ' "$tmp/out"
     # Identical items across policies: (task, sample) -> prompt hash, length, references agree.
-    items_key() { sed -E 's/"policy":"[a-z]*",//; s/"prediction":.*"score"/"score"/; s/"score":[^,]*,//; s/"kv_fraction":[^,]*,//; s/"prefill_ms":[^,]*,//' "$1" | sort -u; }
+    items_key() { sed -E 's/"policy":"[a-z]*",//; s/"prediction":.*"score"/"score"/; s/"score":[^,]*,//; s/"kv_fraction":[^,]*,//; s/"kv_bytes":[^,]*,//; s/"prefill_ms":[^,]*,//' "$1" | sort -u; }
     check "identical items across policies" test "$(items_key "$e/items.jsonl" | wc -l)" -eq 16
     strip_timing() { sed -E 's/"prefill_ms":[^,]*,//' "$1"; }
     check "items deterministic across runs" cmp -s <(strip_timing "$e/items.jsonl") <(strip_timing "$tmp/eval2/items.jsonl")

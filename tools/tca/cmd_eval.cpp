@@ -258,9 +258,13 @@ Status eval_main(EvalFlags f) {
             items.flush();
             if (!items) return io_error("cannot write %s", items_path.c_str());
         }
-        TCA_LOG_DEBUG("%s ctx %lld %s sample %lld: score %.2f, kv %.3f, answer '%s'", r.task.c_str(),
-                      static_cast<long long>(r.ctx), r.policy.c_str(),
-                      static_cast<long long>(r.sample), r.score, r.kv_fraction, r.prediction.c_str());
+        std::string expected;
+        for (const std::string& ref : r.references) expected += (expected.empty() ? "" : ", ") + ref;
+        TCA_LOG_DEBUG("%s ctx %lld %s sample %lld: score %.2f, prefill %.0f ms, KV %.2f MiB (%.3f of dense), "
+                      "answer '%s' (expected %s)", r.task.c_str(), static_cast<long long>(r.ctx), r.policy.c_str(),
+                      static_cast<long long>(r.sample), r.score, r.prefill_ms,
+                      static_cast<double>(r.kv_bytes) / (1024.0 * 1024.0), r.kv_fraction, r.prediction.c_str(),
+                      expected.c_str());
         return Status();
     }));
 
