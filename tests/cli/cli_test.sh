@@ -239,6 +239,10 @@ shipped=$(cd "$(dirname "$0")/../.." && pwd)/models/tca-long-14m.q8_0.gguf
 if [ -f "$shipped" ] && [ -z "${TCA_MODEL:-}" ]; then
     expect 0 "" -- run -p "The LORD is my shepherd" -n 4 --threads 1
     check "run without -m uses the shipped model" grep -q "tca-long-14m" "$tmp/err"
+    # The shipped model retrieves: 2 needles at 2K, dense and tca with the shipped budgets.
+    expect 0 "" -- eval --task niah_single_number --ctx 2k --n-samples 2 --seed 11 --attention dense,tca \
+        --budget-file "$(dirname "$shipped")/tca-long-14m.budgets.json" --threads 2
+    check "shipped model finds the needles (dense)" grep -q '^| niah_single_number | 2048 | dense | 1.000 ' "$tmp/out"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
