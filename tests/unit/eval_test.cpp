@@ -340,7 +340,7 @@ TEST(EvalSummary, RecordLinesAreJsonWithEveryField) {
     nlohmann::json j = nlohmann::json::parse(record_json(r));
     EXPECT_EQ(record_json(r).find('\n'), std::string::npos);
     for (const char* k : {"task", "ctx", "policy", "sample", "depth", "references", "prediction", "score",
-                          "n_prompt_tokens", "kv_fraction", "prefill_ms", "prompt_hash"}) {
+                          "n_prompt_tokens", "kv_fraction", "kv_bytes", "prefill_ms", "prompt_hash"}) {
         EXPECT_TRUE(j.contains(k)) << k;
     }
     EXPECT_TRUE(j["depth"].is_null());

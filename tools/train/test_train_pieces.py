@@ -172,6 +172,36 @@ class ShardTest(unittest.TestCase):
         size = shards.gguf_bytes_estimate(n, norms, r["export"]["gguf_type"])
         self.assertLess(size + 512 * 1024, 16 * shards.MIB, f"{n} parameters -> {size} bytes")
         self.assertGreaterEqual(max(s["seq_len"] for s in r["stages"]), 8192)
+        self.assertTrue(all(s["minutes"] > 0 for s in r["stages"]))
+
+    def test_eval_summary_merges_runs_by_label_and_skips_cut_lines(self):
+        import tempfile
+        import eval_model
+        with tempfile.TemporaryDirectory() as work:
+            def items(name, rows, tail=""):
+                os.makedirs(os.path.join(work, name))
+                with open(os.path.join(work, name, "items.jsonl"), "w") as f:
+                    for task, score, kv in rows:
+                        f.write(json.dumps({"task": task, "ctx": 8192, "score": score, "kv_fraction": kv,
+                                            "prefill_ms": 10.0}) + "\n")
+                    f.write(tail)  # a line cut off at the deadline
+            items("dense-main", [("niah_multikey", 1.0, 1.0), ("niah_multikey", 0.0, 1.0), ("vt", 1.0, 1.0)])
+            items("tca", [("niah_multikey", 1.0, 0.2), ("vt", 0.0, 0.3)], tail='{"task": "vt", "ct')
+            jobs = [{"name": "dense-main", "label": "dense"}, {"name": "tca", "label": "tca tau0.9"},
+                    {"name": "never-ran", "label": "oracle"}]
+            rows, avg = eval_model.summarize(jobs, work)
+        by = {(r["task"], r["policy"]): r for r in rows}
+        self.assertEqual(by[("niah_multikey", "dense")]["accuracy"], 0.5)
+        self.assertEqual(by[("niah_multikey", "dense")]["n_samples"], 2)
+        self.assertEqual(by[("vt", "tca tau0.9")]["kv_fraction"], 0.3)
+        self.assertEqual(len(rows), 4)
+        a = {x["policy"]: x for x in avg}
+        self.assertEqual(a["dense"]["mean_accuracy"], 0.75)  # mean over tasks, not items
+        self.assertEqual(a["tca tau0.9"]["mean_kv_fraction"], 0.25)
+        self.assertNotIn("oracle", a)
+        md = eval_model.markdown(rows, avg, {"model": "m", "haystack": "h", "seed": 0, "block_size": 64,
+                                             "local_window": 1024})
+        self.assertIn("| 8192 | tca tau0.9 | 2 | 2 | 0.500 | 0.250 |", md)
 
 
 if __name__ == "__main__":
