@@ -86,7 +86,7 @@ Result<Device> parse_device(const std::string& name) {
 Result<std::string> model_or_default(const std::string& model) {
     if (!model.empty()) return model;
     if (const char* env = std::getenv("TCA_MODEL"); env != nullptr && env[0] != '\0') return std::string(env);
-    const std::string shipped = std::string(TCA_SOURCE_DIR) + "/models/tca-long-14m.q8_0.gguf";
+    const std::string shipped = std::string(TCA_SOURCE_DIR) + "/" + kShippedModel;
     std::error_code ec;
     if (std::filesystem::is_regular_file(shipped, ec)) return shipped;
     return usage_error("a model is required (-m FILE): TCA_MODEL is unset and the shipped model %s is missing",

@@ -198,13 +198,11 @@ Status eval_main(EvalFlags f) {
 
     // One engine configuration per listed policy; --budget-file goes to tca only.
     std::vector<EvalPolicy> policies;
-    std::vector<std::string> names;
     bool has_tca = false;
     for (const std::string& name : split(f.attention, ',')) {
-        for (const std::string& seen : names) {
-            if (seen == name) return usage_error("--attention lists %s twice", name.c_str());
+        for (const EvalPolicy& p : policies) {
+            if (label_policy(p.name) == name) return usage_error("--attention lists %s twice", name.c_str());
         }
-        names.push_back(name);
         EvalPolicy p;
         p.name = f.tag.empty() ? name : name + ":" + f.tag;
         TCA_ASSIGN_OR_RETURN(p.engine.attention, policy_from_flags(name, f.policy));
@@ -292,8 +290,7 @@ int cmd_eval(const std::vector<std::string>& args) {
                   "variable-tracking and common-words items, fitted to each --ctx, answered greedily\n"
                   "by every --attention policy on identical prompts and scored by string_match_all.\n"
                   "stdout: a markdown table per (task, ctx, policy) of accuracy and KV fraction.");
-    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory "
-                     "(default: $TCA_MODEL, else the shipped models/tca-long-14m.q8_0.gguf)");
+    flags.add_string("model", &f.model, "FILE", kModelHelp);
     flags.add_alias("-m", "model");
     flags.add_string("task", &f.task, "T,...",
                      "tasks: all, niah_single (its 3 value types), niah_single_number, "

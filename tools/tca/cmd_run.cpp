@@ -142,8 +142,7 @@ int cmd_run(const std::vector<std::string>& args) {
     RunFlags f;
     FlagSet flags("tca run", "Generates text from a prompt. stdout: the generated text only;\n"
                              "model, memory and speed go to stderr.");
-    flags.add_string("model", &f.model, "FILE", "model: GGUF file, .safetensors file or HF directory "
-                     "(default: $TCA_MODEL, else the shipped models/tca-long-14m.q8_0.gguf)");
+    flags.add_string("model", &f.model, "FILE", kModelHelp);
     flags.add_alias("-m", "model");
     flags.add_string("prompt", &f.prompt, "TEXT", "prompt text (special tokens in it are parsed)");
     flags.add_alias("-p", "prompt");

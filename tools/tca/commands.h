@@ -38,8 +38,13 @@ inline constexpr const char* kKvTypeHelp =
 // --device cpu|cuda.
 Result<Device> parse_device(const std::string& name);
 // -m left empty: $TCA_MODEL if set, else the model that ships with the project
-// (models/tca-long-14m.q8_0.gguf in the source tree); a usage error when neither exists.
+// (kShippedModel in the source tree); a usage error when neither exists.
+inline constexpr const char* kShippedModel = "models/tca-long-14m.q8_0.gguf";
 Result<std::string> model_or_default(const std::string& model);
+// The help text of -m for commands with that default.
+inline constexpr const char* kModelHelp =
+    "model: GGUF file, .safetensors file or HF directory (default: $TCA_MODEL, else the shipped "
+    "models/tca-long-14m.q8_0.gguf)";
 // The prompt from -p TEXT or -f FILE (exactly one).
 Result<std::string> read_prompt(const std::string& text, const std::string& file, bool text_given);
 

@@ -12,7 +12,6 @@ usage (GPU machine, repo root; tca and its libraries unpacked by scripts/device.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import shutil

@@ -230,7 +230,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--run", default=os.path.join(HERE, "runs", "main"), help="run folder (full state)")
     ap.add_argument("--out", default="", help="write the portable checkpoint here as portable.tar.NN pieces, "
-                    "with loss.csv and MODEL_CARD.md ($OUT)")
+                    "with loss.csv beside them ($OUT)")
     ap.add_argument("--resume-from", default="", help="portable checkpoint folder (weights + train_state.json)")
     ap.add_argument("--max-minutes", type=float, default=9.0, help="stop cleanly before this wall time")
     ap.add_argument("--workers", type=int, default=max(1, min(12, (os.cpu_count() or 4) - 2)),
