@@ -203,6 +203,9 @@ Status validate(const BlockBudgetParams& p) {
 Status validate(const TokenSelectParams& p) {
     const char* op = "token_select";
     TCA_RETURN_IF_ERROR(with_op(validate_block_size(p.block_size), op));
+    if (p.pool < 0 || p.pool > kMaxPool) {
+        return invalid_argument("%s: pool must be in [0, %d], got %d", op, kMaxPool, p.pool);
+    }
     TCA_RETURN_IF_ERROR(check_f32(p.scores, op, "scores", 2, {-1, -1}));
     const int64_t hkv = p.scores.shape[0];
     TCA_RETURN_IF_ERROR(check_i32(p.keep, op, "keep", 2, {hkv, -1}));

@@ -62,13 +62,16 @@ struct BlockBudgetParams {
 };
 
 // Token selection (tca-method M5): the keep[j] positions of block j with the largest score
-// (ties: lower position), all blocks' picks merged in ascending position order.
+// (ties: lower position), all blocks' picks merged in ascending position order. pool > 0
+// (SparseOptions::pool): tokens are ranked by the max score over [i - pool, i + pool] clipped
+// to [0, n_kv), then by their own score, then by lower position.
 struct TokenSelectParams {
     TensorView scores;      // [n_kv_heads, n_kv] f32
     TensorView keep;        // [n_kv_heads, n_blocks] i32, each in [0, block_size]
     TensorView selected;    // [n_kv_heads, cap] i32 out: positions; cap >= n_blocks * b
     TensorView n_selected;  // [n_kv_heads] i32 out
     int block_size = 128;
+    int pool = 0;           // in [0, kMaxPool]
 };
 
 // Gather rows of K/V at given positions into a compacted cache (tca-method M7): the global

@@ -169,7 +169,7 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     {
         StageClock clock(&t.select_ms, device);
-        TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size};
+        TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool};
         TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
     }
     // Gather the selection into a compact global list (the global part of the cache, M7).

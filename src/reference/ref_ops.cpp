@@ -94,19 +94,29 @@ std::vector<Acc> softmax_row(const TensorView& q, int64_t qh, int64_t qi, const 
     return s;
 }
 
-// Indices of the `keep` largest values of `score` (ties: lower index), ascending.
+// Indices of the `keep` best entries, ascending: by `first` descending, then `second`
+// descending, then lower index.
 template <class Acc>
-std::vector<int64_t> top_indices(const std::vector<Acc>& score, int64_t keep) {
-    std::vector<int64_t> idx(score.size());
+std::vector<int64_t> top_indices(const std::vector<Acc>& first, const std::vector<Acc>& second,
+                                 int64_t keep) {
+    std::vector<int64_t> idx(first.size());
     std::iota(idx.begin(), idx.end(), int64_t{0});
     std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
-        const Acc sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
+        const Acc fa = first[static_cast<size_t>(a)], fb = first[static_cast<size_t>(b)];
+        if (fa != fb) return fa > fb;
+        const Acc sa = second[static_cast<size_t>(a)], sb = second[static_cast<size_t>(b)];
         if (sa != sb) return sa > sb;
         return a < b;
     });
     idx.resize(static_cast<size_t>(keep));
     std::sort(idx.begin(), idx.end());
     return idx;
+}
+
+// Indices of the `keep` largest values of `score` (ties: lower index), ascending.
+template <class Acc>
+std::vector<int64_t> top_indices(const std::vector<Acc>& score, int64_t keep) {
+    return top_indices(score, score, keep);
 }
 
 }  // namespace
@@ -209,15 +219,26 @@ template <class Acc>
 Status token_select(const TokenSelectParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
+    const int64_t n_kv = p.scores.shape[1];
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
         int64_t n = 0;
         for (int64_t j = 0; j < nb; ++j) {
             const int32_t t = i32_2(p.keep, kvh, j);
             TCA_ASSERT(t >= 0 && t <= b, "keep[%lld] = %d outside [0, %lld]",
                        static_cast<long long>(j), t, static_cast<long long>(b));
-            std::vector<Acc> s(static_cast<size_t>(b));
-            for (int64_t i = 0; i < b; ++i) s[static_cast<size_t>(i)] = ld2<Acc>(p.scores, kvh, j * b + i);
-            for (int64_t i : top_indices(s, t)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(j * b + i);
+            std::vector<Acc> s(static_cast<size_t>(b)), pooled(static_cast<size_t>(b));
+            for (int64_t i = 0; i < b; ++i) {
+                const int64_t pos = j * b + i;
+                s[static_cast<size_t>(i)] = ld2<Acc>(p.scores, kvh, pos);
+                // Max over [pos - pool, pos + pool] clipped to the scores (M5 pool option).
+                Acc m = s[static_cast<size_t>(i)];
+                for (int64_t c = std::max<int64_t>(0, pos - p.pool);
+                     c <= std::min<int64_t>(n_kv - 1, pos + p.pool); ++c) {
+                    m = std::max(m, ld2<Acc>(p.scores, kvh, c));
+                }
+                pooled[static_cast<size_t>(i)] = m;
+            }
+            for (int64_t i : top_indices(pooled, s, t)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(j * b + i);
         }
         i32_1(p.n_selected, kvh) = static_cast<int32_t>(n);
     }

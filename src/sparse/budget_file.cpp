@@ -185,6 +185,10 @@ Result<BudgetFile> parse_doc(const Json& root, const Reader& r) {
     o.block_size = static_cast<int>(b);
     o.local_window = static_cast<int>(w);
     o.obs_window = static_cast<int>(obs);
+    if (sp->contains("pool")) {  // absent in files written before the option: 0
+        TCA_ASSIGN_OR_RETURN(const int64_t pool, r.get_int(*sp, "sparse", "pool", 0, kMaxPool));
+        o.pool = static_cast<int>(pool);
+    }
     const double big = std::numeric_limits<double>::max();
     TCA_ASSIGN_OR_RETURN(o.alpha, r.get_double(*sp, "sparse", "alpha", -big, big));
     TCA_ASSIGN_OR_RETURN(o.tau, r.get_double(*sp, "sparse", "tau", -big, big));
@@ -204,6 +208,13 @@ Result<BudgetFile> parse_doc(const Json& root, const Reader& r) {
     TCA_ASSIGN_OR_RETURN(const int64_t m, r.get_int(*cal, "calibration", "n_candidates", 2, 64));
     cs.n_candidates = static_cast<int>(m);
     TCA_ASSIGN_OR_RETURN(cs.text, r.get_string(*cal, "calibration", "text"));
+    if (cal->contains("statistic")) {  // absent in files written before the option: "total"
+        TCA_ASSIGN_OR_RETURN(cs.statistic, r.get_string(*cal, "calibration", "statistic"));
+        if (cs.statistic != "total" && cs.statistic != "far") {
+            return r.error("field 'calibration.statistic' must be \"total\" or \"far\", got " +
+                           Reader::brief(Json(cs.statistic)));
+        }
+    }
 
     TCA_ASSIGN_OR_RETURN(const Json* layers, r.get_array(root, "", "layers"));
     if (static_cast<int64_t>(layers->size()) != id.n_layer) {
@@ -299,11 +310,11 @@ std::string budget_file_json(const BudgetFile& file) {
                      {"weights_checksum", hex64(id.weights_checksum)}};
     root["sparse"] = {{"block_size", o.block_size}, {"local_window", o.local_window},
                       {"alpha", o.alpha},           {"mass_norm", mass_norm_name(o.mass_norm)},
-                      {"obs_window", o.obs_window}, {"tau", o.tau}};
+                      {"obs_window", o.obs_window}, {"pool", o.pool}, {"tau", o.tau}};
     const CalibrationSummary& cs = file.calibration;
     root["calibration"] = {{"n_tokens", cs.n_tokens}, {"n_query_rows", cs.n_query_rows},
                            {"row_stride", cs.row_stride}, {"n_candidates", cs.n_candidates},
-                           {"text", cs.text}};
+                           {"statistic", cs.statistic}, {"text", cs.text}};
     Json layers = Json::array();
     for (size_t l = 0; l < file.budgets.heads.size(); ++l) {
         Json heads = Json::array();

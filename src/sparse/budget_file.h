@@ -45,6 +45,7 @@ struct CalibrationSummary {
     int64_t row_stride = 1;
     int n_candidates = 14;      // M
     std::string text;           // where the text came from (a file name), informational
+    std::string statistic = "total";  // what a(p) measured: "total" or "far" (calibration.h)
 };
 
 struct BudgetFile {

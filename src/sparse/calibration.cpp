@@ -119,6 +119,14 @@ struct ChunkPartial {
 
 }  // namespace
 
+const char* mass_statistic_name(MassStatistic s) { return s == MassStatistic::kFar ? "far" : "total"; }
+
+Result<MassStatistic> parse_mass_statistic(const std::string& name) {
+    if (name == "total") return MassStatistic::kTotal;
+    if (name == "far") return MassStatistic::kFar;
+    return invalid_argument("statistic must be 'total' or 'far', got '%s'", name.c_str());
+}
+
 Status validate(const CalibrationOptions& opt) {
     TCA_RETURN_IF_ERROR(validate(opt.sparse));
     if (opt.row_stride < 1) {
@@ -255,7 +263,17 @@ Result<std::vector<int32_t>> select_positions(const std::vector<float>& importan
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t c) { return h[a] > h[c]; });
     std::vector<int32_t> keep(nb);
     for (size_t r = 0; r < nb; ++r) keep[order[r]] = psi[r];
-    // Top keep[j] tokens of each block by s, ties to the lower position (M5).
+    // Top keep[j] tokens of each block by the pooled s, then s, then the lower position (M5;
+    // pooled = s when opt.pool == 0), as the token_select op.
+    const auto n_kv = static_cast<int64_t>(importance.size());
+    std::vector<float> pooled(static_cast<size_t>(n_blocks * b));
+    for (int64_t i = 0; i < n_blocks * b; ++i) {
+        float m = importance[static_cast<size_t>(i)];
+        for (int64_t c = std::max<int64_t>(0, i - opt.pool); c <= std::min(n_kv - 1, i + opt.pool); ++c) {
+            m = std::max(m, importance[static_cast<size_t>(c)]);
+        }
+        pooled[static_cast<size_t>(i)] = m;
+    }
     std::vector<int32_t> selected, idx(static_cast<size_t>(b));
     for (size_t j = 0; j < nb; ++j) {
         const int32_t t = keep[j];
@@ -263,6 +281,8 @@ Result<std::vector<int32_t>> select_positions(const std::vector<float>& importan
         std::iota(idx.begin(), idx.end(), first);
         if (t < b) {
             auto better = [&](int32_t a, int32_t c) {
+                const float pa = pooled[static_cast<size_t>(a)], pc = pooled[static_cast<size_t>(c)];
+                if (pa != pc) return pa > pc;
                 const float sa = importance[static_cast<size_t>(a)];
                 const float sc = importance[static_cast<size_t>(c)];
                 return sa != sc ? sa > sc : a < c;
@@ -290,12 +310,15 @@ Result<HeadCalibration> choose_head_config(const HeadStatistic& st, const Calibr
     out.n_blocks = st.n_blocks;
     out.n_queries = st.n_queries;
     const auto nq = static_cast<double>(st.n_queries);
+    double far = 0.0;  // sum_k after[k]: the attention mass that leaves the band
+    for (const double x : st.after) far += x;
+    const bool far_stat = opt.statistic == MassStatistic::kFar;
     for (const HeadConfig& c : cands) {
         TCA_ASSIGN_OR_RETURN(const std::vector<int32_t> sel,
                              select_positions(st.importance, st.n_blocks, c, opt.sparse));
         double kept = 0.0;
         for (const int32_t pos : sel) kept += st.after[static_cast<size_t>(pos)];
-        out.retained.push_back((st.band_sum + kept) / nq);
+        out.retained.push_back(far_stat ? (far > 0.0 ? kept / far : 1.0) : (st.band_sum + kept) / nq);
         out.n_selected.push_back(static_cast<int64_t>(sel.size()));
     }
     // Valid: a(p) >= tau; the fewest selected tokens wins, ties to the lower index (M8 step 3).
@@ -310,9 +333,7 @@ Result<HeadCalibration> choose_head_config(const HeadStatistic& st, const Calibr
         out.retained_mass = out.retained[static_cast<size_t>(out.chosen)];
     } else {
         out.config = dense_config(opt.sparse.block_size);
-        double all = 0.0;
-        for (const double x : st.after) all += x;
-        out.retained_mass = (st.band_sum + all) / nq;
+        out.retained_mass = far_stat ? 1.0 : (st.band_sum + far) / nq;
     }
     out.kept_fraction = expected_keep_fraction(out.config.p, opt.sparse.block_size);
     return out;

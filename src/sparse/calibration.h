@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -19,10 +20,24 @@
 
 namespace tca {
 
+// The retained mass a candidate is judged by (M8 step 2).
+//   total: the paper's a(p) = (sum_i band_i + sum_{k in G_p} after[k]) / N_q, the mean share of
+//          each query's attention it still sees. When the local band alone holds more than tau
+//          (a model that reads text locally, or a w large for the text), every candidate is
+//          valid and the cheapest one wins, whatever the heads do beyond the band.
+//   far:   our option, a_far(p) = sum_{k in G_p} after[k] / sum_k after[k], the share of the
+//          attention that leaves the band (the only part selection decides) that the selected
+//          tokens keep; 1 when no attention leaves the band. Discarded mass per query is then
+//          at most (1 - tau) of its far mass on average, a stricter form of the M9 bound.
+enum class MassStatistic { kTotal, kFar };
+const char* mass_statistic_name(MassStatistic s);
+Result<MassStatistic> parse_mass_statistic(const std::string& name);
+
 struct CalibrationOptions {
     SparseOptions sparse;    // b, w, alpha, mass_norm, obs_window (M2), tau (M8 step 3)
     int64_t row_stride = 1;  // use every row_stride-th query of the sparse regime (M8 step 2)
     int n_candidates = 14;   // M (M8 step 1)
+    MassStatistic statistic = MassStatistic::kTotal;  // what a(p) measures (M8 step 2)
 };
 // sparse options (validate(SparseOptions)), row_stride >= 1, n_candidates in [2, 64].
 Status validate(const CalibrationOptions& opt);
@@ -65,8 +80,9 @@ struct HeadCalibration {
     bool dense() const { return chosen < 0; }
 };
 
-// a(p) = (sum_i band_i + sum_{k in G_p} after[k]) / N_q per candidate; the valid ones
-// (a >= tau) compete on the fewest selected tokens, ties to the lower candidate index.
+// a(p) per candidate as opt.statistic says (total: (sum_i band_i + sum_{k in G_p} after[k]) / N_q;
+// far: sum_{k in G_p} after[k] / sum_k after[k]); the valid ones (a >= tau) compete on the
+// fewest selected tokens, ties to the lower candidate index.
 Result<HeadCalibration> choose_head_config(const HeadStatistic& st, const CalibrationOptions& opt);
 
 // A whole layer: q [H, L, d] f32, k [Hkv, L, d] f32 (H a multiple of Hkv, query head h uses KV

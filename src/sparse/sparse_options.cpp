@@ -40,6 +40,9 @@ Status validate(const SparseOptions& opt) {
         return invalid_argument("obs_window must be in [1, local_window=%d], got %d",
                                 opt.local_window, opt.obs_window);
     }
+    if (opt.pool < 0 || opt.pool > kMaxPool) {
+        return invalid_argument("pool must be in [0, %d], got %d", kMaxPool, opt.pool);
+    }
     if (!(opt.tau > 0.0 && opt.tau <= 1.0)) {
         return invalid_argument("tau must be in (0, 1], got %g", opt.tau);
     }

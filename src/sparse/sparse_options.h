@@ -15,12 +15,19 @@ enum class MassNorm { kMax, kNone };
 const char* mass_norm_name(MassNorm m);
 Result<MassNorm> parse_mass_norm(const std::string& name);
 
+constexpr int kMaxPool = 256;  // largest SparseOptions::pool
+
 struct SparseOptions {
     int block_size = 128;      // b, a power of two
     int local_window = 4096;   // w, a multiple of b
     double alpha = 0.5;        // blend of mass and spread in h_j (M3)
     MassNorm mass_norm = MassNorm::kMax;
     int obs_window = 1;        // queries averaged for token importance (M2); 1 = the paper
+    // Token selection (M5 option): a block's tokens are ranked by the max of s over
+    // [i - pool, i + pool] (then by s, then by position), so the neighbours of an attended
+    // token come with it: a value spanning many tokens (a uuid, a number list) is kept whole
+    // when the last query attends only its start. 0 = the paper (rank by s).
+    int pool = 0;
     double tau = 0.9;          // calibration threshold on retained mass (M8)
 };
 

@@ -237,26 +237,60 @@ TEST_P(TokenSelectParity, MatchesReferenceExactly) {
         const uint64_t r = rng.below(4);
         keep.set(i, r == 0 ? 0 : r == 1 ? c.b : r == 2 ? 1 : static_cast<double>(rng.below(static_cast<uint64_t>(c.b) + 1)));
     }
-    Out3 sel(DType::kI32, {c.hkv, nb * c.b}), n(DType::kI32, {c.hkv});
-    for (Backend be : {Backend::kRef, kUnderTest}) {
-        TokenSelectParams p;
-        p.scores = scores.view();
-        p.keep = keep.view();
-        p.selected = sel.of(be).view();
-        p.n_selected = n.of(be).view();
-        p.block_size = c.b;
-        const Status st = run(be, p);
-        ASSERT_TRUE(st.ok()) << backend_name(be) << ": " << st.to_string();
+    // pool (the M5 option): 0 = the paper; 1 and 5 inside a block; 17 reaches across blocks.
+    for (const int pool : {0, 1, 5, 17}) {
+        SCOPED_TRACE("pool " + std::to_string(pool));
+        Out3 sel(DType::kI32, {c.hkv, nb * c.b}), n(DType::kI32, {c.hkv});
+        for (Backend be : {Backend::kRef, kUnderTest}) {
+            TokenSelectParams p;
+            p.scores = scores.view();
+            p.keep = keep.view();
+            p.selected = sel.of(be).view();
+            p.n_selected = n.of(be).view();
+            p.block_size = c.b;
+            p.pool = pool;
+            const Status st = run(be, p);
+            ASSERT_TRUE(st.ok()) << backend_name(be) << ": " << st.to_string();
+        }
+        for (const Buf* b : {&sel.ref, &sel.cpu, &n.ref, &n.cpu}) EXPECT_TRUE(b->canaries_intact("token_select out"));
+        ASSERT_TRUE(all_equal(n.cpu, n.ref, "token_select.n_selected cpu vs ref"));
+        for (int64_t h = 0; h < c.hkv; ++h) {
+            const auto cnt = static_cast<int64_t>(n.ref.get(h));
+            int64_t want_cnt = 0;
+            for (int64_t j = 0; j < nb; ++j) want_cnt += static_cast<int64_t>(keep.at({h, j}));
+            EXPECT_EQ(cnt, want_cnt) << "n_selected = sum of keep, head " << h;
+            for (int64_t s = 0; s < cnt; ++s) {
+                ASSERT_EQ(sel.cpu.at({h, s}), sel.ref.at({h, s})) << "selected[" << h << ", " << s << "]";
+            }
+        }
     }
-    for (const Buf* b : {&sel.ref, &sel.cpu, &n.ref, &n.cpu}) EXPECT_TRUE(b->canaries_intact("token_select out"));
-    ASSERT_TRUE(all_equal(n.cpu, n.ref, "token_select.n_selected cpu vs ref"));
-    for (int64_t h = 0; h < c.hkv; ++h) {
-        const auto cnt = static_cast<int64_t>(n.ref.get(h));
-        int64_t want_cnt = 0;
-        for (int64_t j = 0; j < nb; ++j) want_cnt += static_cast<int64_t>(keep.at({h, j}));
-        EXPECT_EQ(cnt, want_cnt) << "n_selected = sum of keep, head " << h;
-        for (int64_t s = 0; s < cnt; ++s) {
-            ASSERT_EQ(sel.cpu.at({h, s}), sel.ref.at({h, s})) << "selected[" << h << ", " << s << "]";
+}
+
+// The pool option keeps the neighbours of a peak: one spike per block, keep 5 and pool 2
+// select the spike and the two tokens on each side; without pooling the 5 largest raw scores.
+TEST(TokenSelectPool, KeepsTheSpanAroundAPeak) {
+    const int64_t b = 16, nb = 3, L = nb * b;
+    Buf scores(DType::kF32, {1, L});
+    for (int64_t i = 0; i < L; ++i) scores.set(i, 0.001 * static_cast<double>((i * 7) % 11));
+    scores.set(20, 0.9);  // the peak, in block 1
+    Buf keep(DType::kI32, {1, nb});
+    keep.set(0, 0);
+    keep.set(1, 5);
+    keep.set(2, 0);
+    for (Backend be : parity_backends()) {
+        for (const int pool : {0, 2}) {
+            Buf sel(DType::kI32, {1, L}), n(DType::kI32, {1});
+            TokenSelectParams p{scores.view(), keep.view(), sel.view(), n.view(), static_cast<int>(b), pool};
+            ASSERT_TRUE(run(be, p).ok()) << backend_name(be);
+            ASSERT_EQ(n.get(0), 5.0);
+            std::vector<int> got;
+            for (int64_t s = 0; s < 5; ++s) got.push_back(static_cast<int>(sel.at({0, s})));
+            if (pool == 2) {
+                EXPECT_EQ(got, (std::vector<int>{18, 19, 20, 21, 22})) << backend_name(be);
+            } else {
+                EXPECT_NE(got, (std::vector<int>{18, 19, 20, 21, 22})) << backend_name(be);
+                EXPECT_NE(std::find(got.begin(), got.end(), 20), got.end()) << backend_name(be);
+            }
         }
     }
 }

@@ -22,7 +22,8 @@ BudgetFile sample_file() {
     f.budgets.options.block_size = 16;
     f.budgets.options.local_window = 64;
     f.budgets.options.tau = 0.9;
-    f.calibration = {400, 321, 1, 14, "story.txt"};
+    f.budgets.options.pool = 5;
+    f.calibration = {400, 321, 1, 14, "story.txt", "far"};
     const std::vector<HeadConfig> cands = calibration_candidates(16);
     for (int l = 0; l < 3; ++l) {
         f.budgets.heads.emplace_back();
@@ -78,6 +79,8 @@ TEST(BudgetFile, RoundTripIsExactAndByteStable) {
     EXPECT_EQ(g.calibration.n_tokens, 400);
     EXPECT_EQ(g.calibration.n_query_rows, 321);
     EXPECT_EQ(g.calibration.text, "story.txt");
+    EXPECT_EQ(g.calibration.statistic, "far");
+    EXPECT_EQ(g.budgets.options.pool, 5);
     ASSERT_EQ(g.budgets.n_layers(), 3);
     for (int64_t l = 0; l < 3; ++l) {
         for (int64_t h = 0; h < 4; ++h) {
@@ -133,6 +136,27 @@ TEST(BudgetFile, MalformedAndStructuralErrors) {
     d = sample_json();
     d["layers"][0]["heads"][1]["dense"] = 1;
     EXPECT_TRUE(fails_with(d, {"layers[0].heads[1].dense", "true or false"}));
+}
+
+// Files written before the pool and statistic options read as the paper's choices; bad
+// values are named.
+TEST(BudgetFile, PoolAndStatisticAreOptional) {
+    Json d = sample_json();
+    d["sparse"].erase("pool");
+    d["calibration"].erase("statistic");
+    const Result<BudgetFile> r = parse_budget_file(d.dump(), "b.json");
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r.value().budgets.options.pool, 0);
+    EXPECT_EQ(r.value().calibration.statistic, "total");
+    d = sample_json();
+    d["sparse"]["pool"] = 9999;
+    EXPECT_TRUE(fails_with(d, {"sparse.pool", "9999"}));
+    d = sample_json();
+    d["sparse"]["pool"] = "3";
+    EXPECT_TRUE(fails_with(d, {"sparse.pool", "integer"}));
+    d = sample_json();
+    d["calibration"]["statistic"] = "mean";
+    EXPECT_TRUE(fails_with(d, {"calibration.statistic", "\"total\" or \"far\"", "mean"}));
 }
 
 TEST(BudgetFile, ShapeErrors) {

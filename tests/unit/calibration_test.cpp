@@ -144,12 +144,14 @@ TEST(Calibration, HostSelectionMatchesCpuOps) {
     std::vector<float> s(static_cast<size_t>(L));
     for (float& x : s) x = static_cast<float>(rng.uniform() * rng.uniform());
     for (int64_t i = 20; i < 40; ++i) s[static_cast<size_t>(i)] = 0.25f;  // ties inside a block
-    for (const MassNorm mn : {MassNorm::kMax, MassNorm::kNone}) {
+    for (const auto& [mn, pool] : {std::pair{MassNorm::kMax, 0}, std::pair{MassNorm::kNone, 0},
+                                   std::pair{MassNorm::kMax, 3}, std::pair{MassNorm::kMax, 21}}) {
         SparseOptions o;
         o.block_size = b;
         o.local_window = 32;
         o.mass_norm = mn;
         o.alpha = 0.3;
+        o.pool = pool;
         for (const HeadConfig& c : calibration_candidates(b)) {
             const auto mine = select_positions(s, n, c, o);
             ASSERT_TRUE(mine.ok());
@@ -164,10 +166,10 @@ TEST(Calibration, HostSelectionMatchesCpuOps) {
                                 static_cast<float>(o.alpha), mn};
             ASSERT_TRUE(ops::block_score(Device::kCpu, bs).ok());
             ASSERT_TRUE(ops::block_budget(Device::kCpu, BlockBudgetParams{hs.view(), psi.view(), keep.view(), b}).ok());
-            ASSERT_TRUE(ops::token_select(Device::kCpu, TokenSelectParams{scores.view(), keep.view(), sel.view(), nsel.view(), b}).ok());
+            ASSERT_TRUE(ops::token_select(Device::kCpu, TokenSelectParams{scores.view(), keep.view(), sel.view(), nsel.view(), b, pool}).ok());
             const int32_t m = nsel.data<int32_t>()[0];
             const std::vector<int32_t> theirs(sel.data<int32_t>(), sel.data<int32_t>() + m);
-            EXPECT_EQ(mine.value(), theirs) << "mu " << c.mu;
+            EXPECT_EQ(mine.value(), theirs) << "mu " << c.mu << " pool " << pool;
         }
     }
 }
@@ -260,6 +262,64 @@ TEST(Calibration, UniformAttentionNeedsLargeBudgets) {
         EXPECT_TRUE(h.dense() || h.kept_fraction > 0.5) << h.kept_fraction;
         EXPECT_GE(h.retained_mass, 0.9);
     }
+}
+
+// The far statistic (MassStatistic::kFar) judges only the attention beyond the band: with
+// every query mostly local, total picks the cheapest candidate at tau 0.9, far asks for more,
+// and a(p) is the kept share of sum_k after[k].
+TEST(Calibration, FarStatisticIgnoresTheBand) {
+    const int64_t L = 400, d = 8, b = 16, w = 64;
+    Inputs in = random_inputs(4, 2, L, d, 12, 0.0);
+    Rng rng(6);
+    // Keys along u with a mild random spread; queries along u: far attention is diffuse
+    // (no token stands out), the band holds most mass only through recency (u-aligned keys
+    // near the query are boosted below).
+    for (int64_t h = 0; h < 2; ++h) {
+        for (int64_t i = 0; i < L; ++i) {
+            float* k = &in.k[static_cast<size_t>((h * L + i) * d)];
+            for (int64_t c = 0; c < d; ++c) k[c] = static_cast<float>(0.3 * rng.normal());
+        }
+    }
+    for (int64_t hq = 0; hq < 4; ++hq) {
+        for (int64_t i = 0; i < L; ++i) {
+            for (int64_t c = 0; c < d; ++c) in.q[static_cast<size_t>((hq * L + i) * d + c)] = static_cast<float>(rng.normal());
+        }
+    }
+    CalibrationOptions opt = small_options(static_cast<int>(b), static_cast<int>(w), 1, 1);
+    const auto stats = layer_statistics(in.qv(), in.kv(), opt);
+    ASSERT_TRUE(stats.ok());
+    for (const HeadStatistic& st : stats.value()) {
+        double far = 0;
+        for (const double x : st.after) far += x;
+        ASSERT_GT(far, 0.0);
+        opt.statistic = MassStatistic::kFar;
+        const auto f = choose_head_config(st, opt);
+        opt.statistic = MassStatistic::kTotal;
+        const auto t = choose_head_config(st, opt);
+        ASSERT_TRUE(f.ok() && t.ok());
+        const auto cands = calibration_candidates(static_cast<int>(b));
+        for (size_t c = 0; c < cands.size(); ++c) {
+            const auto sel = select_positions(st.importance, st.n_blocks, cands[c], opt.sparse);
+            ASSERT_TRUE(sel.ok());
+            double kept = 0;
+            for (const int32_t pos : sel.value()) kept += st.after[static_cast<size_t>(pos)];
+            EXPECT_NEAR(f.value().retained[c], kept / far, 1e-12);
+            EXPECT_NEAR(t.value().retained[c], (st.band_sum + kept) / static_cast<double>(st.n_queries), 1e-12);
+        }
+        // Far mass is a fraction of the whole: the far statistic never asks for fewer tokens.
+        const auto n_sel = [&](const HeadCalibration& hc) {
+            return hc.dense() ? hc.n_blocks * b : hc.n_selected[static_cast<size_t>(hc.chosen)];
+        };
+        EXPECT_GE(n_sel(f.value()), n_sel(t.value()));
+        if (f.value().dense()) {
+            EXPECT_EQ(f.value().retained_mass, 1.0);
+        } else {
+            EXPECT_GE(f.value().retained_mass, 0.9);
+        }
+    }
+    EXPECT_EQ(std::string(mass_statistic_name(MassStatistic::kFar)), "far");
+    EXPECT_EQ(parse_mass_statistic("total").value(), MassStatistic::kTotal);
+    EXPECT_NE(parse_mass_statistic("mean").status().message().find("'total' or 'far', got 'mean'"), std::string::npos);
 }
 
 TEST(Calibration, Errors) {

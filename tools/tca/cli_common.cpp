@@ -48,6 +48,9 @@ void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
                      "tca: sparse prefill only when dense attention would do this many times its work "
                      "(else the prompt stays dense: short contexts never slower); 0 = always sparse");
     flags.add_string("mass-norm", &f->mass_norm, "M", "tca: block mass normalisation, max or none");
+    flags.add_int("pool", &f->pool, "tca without --budget-file: rank a block's tokens by the largest "
+                  "importance within +-N positions, so a span is kept with its attended start (0 = the "
+                  "paper; a budget file carries its own)");
     flags.add_int("kv-budget", &f->kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
     flags.add_int("n-sink", &f->n_sink, "streaming: first tokens always kept");
     flags.add_int("obs-window", &f->obs_window, "snapkv: last prompt queries that score the prompt");
@@ -69,6 +72,10 @@ Result<AttentionPolicy> policy_from_flags(const std::string& attention, const Po
     o.local_window = static_cast<int>(f.local_window);
     o.alpha = f.alpha;
     TCA_ASSIGN_OR_RETURN(o.mass_norm, parse_mass_norm(f.mass_norm));
+    if (f.pool < 0 || f.pool > kMaxPool) {
+        return usage_error("--pool must be in [0, %d], got %lld", kMaxPool, static_cast<long long>(f.pool));
+    }
+    o.pool = static_cast<int>(f.pool);
     if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
     Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
     if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());

@@ -24,9 +24,10 @@ namespace tca::cli {
 namespace {
 
 struct CalibrateFlags {
-    std::string model, file, out, heatmap, mass_norm = "max", tokenizer, device = "cpu";
+    std::string model, file, out, heatmap, mass_norm = "max", tokenizer, device = "cpu",
+                statistic = "total";
     int64_t ctx = 4096, block_size = 128, local_window = 4096, obs_window = 1, row_stride = 1,
-            threads = 0;
+            threads = 0, pool = 0;
     double tau = 0.9, alpha = 0.5;
     bool bos = true, verbose = false;
 };
@@ -52,12 +53,16 @@ Result<CalibrationOptions> options_from_flags(const CalibrateFlags& f) {
     TCA_ASSIGN_OR_RETURN(opt.sparse.block_size, as_int(f.block_size, "block-size"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.local_window, as_int(f.local_window, "local-window"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.obs_window, as_int(f.obs_window, "obs-window"));
+    TCA_ASSIGN_OR_RETURN(opt.sparse.pool, as_int(f.pool, "pool"));
     opt.sparse.alpha = f.alpha;
     opt.sparse.tau = f.tau;
     Result<MassNorm> mn = parse_mass_norm(f.mass_norm);
     if (!mn.ok()) return as_flag_error(mn.status());
     opt.sparse.mass_norm = mn.value();
     opt.row_stride = f.row_stride;
+    Result<MassStatistic> stat = parse_mass_statistic(f.statistic);
+    if (!stat.ok()) return as_flag_error(stat.status());
+    opt.statistic = stat.value();
     if (Status s = validate(opt); !s.ok()) return as_flag_error(s);
     return opt;
 }
@@ -111,10 +116,11 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     }
     if (n_text > f.ctx) ids.resize(static_cast<size_t>(f.ctx));
     const auto n = static_cast<int64_t>(ids.size());
-    TCA_LOG_INFO("calibrating on %lld of %lld tokens (b %lld, w %lld, tau %g, row stride %lld, "
-                 "%d threads)", static_cast<long long>(n), static_cast<long long>(n_text),
+    TCA_LOG_INFO("calibrating on %lld of %lld tokens (b %lld, w %lld, tau %g on %s mass, row "
+                 "stride %lld, %d threads)", static_cast<long long>(n), static_cast<long long>(n_text),
                  static_cast<long long>(b), static_cast<long long>(w), opt.sparse.tau,
-                 static_cast<long long>(opt.row_stride), thread_pool().n_threads());
+                 mass_statistic_name(opt.statistic), static_cast<long long>(opt.row_stride),
+                 thread_pool().n_threads());
 
     std::vector<std::vector<HeadCalibration>> result(static_cast<size_t>(c.n_layer));
     Progress progress("calibrate", c.n_layer, 0.5);
@@ -147,6 +153,7 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     file.calibration.n_tokens = n;
     file.calibration.row_stride = opt.row_stride;
     file.calibration.n_candidates = opt.n_candidates;
+    file.calibration.statistic = mass_statistic_name(opt.statistic);
     const size_t slash = f.file.find_last_of('/');
     file.calibration.text = slash == std::string::npos ? f.file : f.file.substr(slash + 1);
     std::vector<std::vector<double>> kept(static_cast<size_t>(c.n_layer));
@@ -217,11 +224,17 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     flags.add_int("ctx", &f.ctx, "calibration tokens: the first N of the text, clipped to it; "
                   "unset: at least w + 8b (5120 at the default b, w)");
     flags.add_double("tau", &f.tau, "retained attention mass a head must keep, in (0, 1]");
+    flags.add_string("statistic", &f.statistic, "S",
+                     "what tau bounds: total (the paper: mean share of each query's attention kept, "
+                     "local band included) or far (share of the attention beyond the local band "
+                     "that the selected tokens keep; for models whose band alone holds > tau)");
     flags.add_int("block-size", &f.block_size, "block size b (a power of two)");
     flags.add_int("local-window", &f.local_window, "local window w (a multiple of b)");
     flags.add_double("alpha", &f.alpha, "blend of mass and spread in the block score, in [0, 1]");
     flags.add_string("mass-norm", &f.mass_norm, "M", "block mass normalisation: max or none");
     flags.add_int("obs-window", &f.obs_window, "last queries averaged for token importance");
+    flags.add_int("pool", &f.pool, "rank a block's tokens by the largest importance within +-N "
+                  "positions (tca-method M5 option; stored in the budget file; 0 = the paper)");
     flags.add_int("row-stride", &f.row_stride, "use every S-th query row for the statistic (long texts)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
     flags.add_string("device", &f.device, "D", "where the forward pass runs: cpu or cuda (the "

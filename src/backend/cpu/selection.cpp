@@ -161,8 +161,31 @@ Status block_budget(const BlockBudgetParams& p) {
 Status token_select(const TokenSelectParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
+    const int64_t n_kv = p.scores.shape[1], r = p.pool, ss = p.scores.stride[1];
     thread_pool().parallel_for(hkv, [&](int64_t kvh, int) {
-        const float* s = &f32_at(p.scores, kvh, 0);
+        const float* row = &f32_at(p.scores, kvh, 0);
+        // The scores as a contiguous array, max-pooled over [i - r, i + r] when r > 0 (M5
+        // pool option: a sliding-window maximum, O(n_kv) with a monotone deque).
+        std::vector<float> raw(static_cast<size_t>(nb * b)), pooled;
+        for (int64_t i = 0; i < nb * b; ++i) raw[static_cast<size_t>(i)] = row[i * ss];
+        const float* s = raw.data();
+        const float* ps = raw.data();
+        if (r > 0) {
+            pooled.resize(raw.size());
+            std::vector<int64_t> dq;  // positions with decreasing scores in the current window
+            size_t head = 0;
+            int64_t next = 0;  // the next position to enter the window
+            for (int64_t i = 0; i < nb * b; ++i) {
+                for (; next <= std::min(n_kv - 1, i + r); ++next) {
+                    const float x = row[next * ss];
+                    while (dq.size() > head && row[dq.back() * ss] <= x) dq.pop_back();
+                    dq.push_back(next);
+                }
+                while (dq[head] < i - r) ++head;
+                pooled[static_cast<size_t>(i)] = row[dq[head] * ss];
+            }
+            ps = pooled.data();
+        }
         int32_t* sel = &i32_at(p.selected, kvh, 0);
         std::vector<int32_t> idx(static_cast<size_t>(b));
         int64_t n = 0;
@@ -177,8 +200,10 @@ Status token_select(const TokenSelectParams& p) {
             }
             if (t == 0) continue;
             std::iota(idx.begin(), idx.end(), first);
-            // Largest scores first, ties to the lower position: a strict total order.
+            // Largest (pooled) scores first, then the own score, then the lower position: a
+            // strict total order (ps == s without pooling).
             auto better = [&](int32_t a, int32_t c) {
+                if (ps[a] != ps[c]) return ps[a] > ps[c];
                 return s[a] != s[c] ? s[a] > s[c] : a < c;
             };
             std::nth_element(idx.begin(), idx.begin() + (t - 1), idx.end(), better);

@@ -443,12 +443,17 @@ select_offsets(const int32_t* keep, int64_t ks0, int64_t ks1, int64_t nb, int b,
     if (threadIdx.x == 0) n_sel[kvh * ns0] = total;
 }
 
-// One CTA per (block, head): the keep[j] best tokens (ties: lower position) in position order.
+// One CTA per (block, head): the keep[j] best tokens in position order. Best: the larger
+// pooled score (the max over [i - pool, i + pool] clipped to [0, n_kv); the own score when
+// pool == 0), then the larger own score, then the lower position.
 __global__ void __launch_bounds__(kSelectThreads)
-select_block(const float* scores, int64_t ss0, int64_t ss1, const int32_t* keep, int64_t ks0,
-             int64_t ks1, int64_t nb, int b, const int32_t* offsets, int32_t* sel, int64_t sl0,
-             int64_t sl1) {
-    extern __shared__ float s_blk[];  // [b]
+select_block(const float* scores, int64_t ss0, int64_t ss1, int64_t n_kv, int pool,
+             const int32_t* keep, int64_t ks0, int64_t ks1, int64_t nb, int b,
+             const int32_t* offsets, int32_t* sel, int64_t sl0, int64_t sl1) {
+    extern __shared__ float smem[];  // [b] pooled, then the halo [b + 2 * pool]
+    float* p_blk = smem;
+    float* halo = smem + b;            // halo[x]: the score at first - pool + x
+    float* s_blk = halo + pool;        // s_blk[i]: the score at first + i
     const int64_t j = blockIdx.x, kvh = blockIdx.y;
     const int t = clamp_keep(keep[kvh * ks0 + j * ks1], b);
     if (t == 0) return;  // uniform over the CTA
@@ -458,8 +463,22 @@ select_block(const float* scores, int64_t ss0, int64_t ss1, const int32_t* keep,
         for (int i = static_cast<int>(threadIdx.x); i < b; i += kSelectThreads) out[i * sl1] = first + i;
         return;
     }
-    const float* s = scores + kvh * ss0 + static_cast<int64_t>(first) * ss1;
-    for (int i = static_cast<int>(threadIdx.x); i < b; i += kSelectThreads) s_blk[i] = s[i * ss1];
+    // halo[x] = the score at first - pool + x, -inf outside [0, n_kv).
+    const float* row = scores + kvh * ss0;
+    for (int x = static_cast<int>(threadIdx.x); x < b + 2 * pool; x += kSelectThreads) {
+        const int64_t pos = static_cast<int64_t>(first) - pool + x;
+        halo[x] = (pos >= 0 && pos < n_kv) ? row[pos * ss1] : -INFINITY;
+    }
+    __syncthreads();
+    if (pool > 0) {
+        for (int i = static_cast<int>(threadIdx.x); i < b; i += kSelectThreads) {
+            float m = halo[i];
+            for (int x = i + 1; x <= i + 2 * pool; ++x) m = fmaxf(m, halo[x]);
+            p_blk[i] = m;
+        }
+    } else {
+        for (int i = static_cast<int>(threadIdx.x); i < b; i += kSelectThreads) p_blk[i] = s_blk[i];
+    }
     __syncthreads();
     // Thread owns the contiguous tokens [a0, a1) of the block.
     const int per = (b + kSelectThreads - 1) / kSelectThreads;
@@ -467,11 +486,11 @@ select_block(const float* scores, int64_t ss0, int64_t ss1, const int32_t* keep,
     unsigned chosen = 0;  // per <= 16 (b <= 4096)
     int cnt = 0;
     for (int a = a0; a < a1; ++a) {
-        const float sa = s_blk[a];
+        const float sa = s_blk[a], pa = p_blk[a];
         int rank = 0;
         for (int c = 0; c < b; ++c) {
-            const float sc = s_blk[c];
-            rank += (sc > sa) || (sc == sa && c < a);
+            const float sc = s_blk[c], pc = p_blk[c];
+            rank += (pc > pa) || (pc == pa && ((sc > sa) || (sc == sa && c < a)));
         }
         if (rank < t) {
             chosen |= 1u << (a - a0);
@@ -616,9 +635,10 @@ Status token_select(const TokenSelectParams& p) {
         p.n_selected.ptr<int32_t>(), p.n_selected.stride[0]);
     TCA_RETURN_IF_ERROR(launch_status("token_select offsets kernel"));
     if (nb == 0) return Status();
-    select_block<<<dim3(static_cast<unsigned>(nb), static_cast<unsigned>(hkv)), kSelectThreads,
-                   static_cast<size_t>(b) * sizeof(float), st>>>(
-        p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.keep.ptr<int32_t>(),
+    const size_t smem = static_cast<size_t>(2 * b + 2 * p.pool) * sizeof(float);
+    select_block<<<dim3(static_cast<unsigned>(nb), static_cast<unsigned>(hkv)), kSelectThreads, smem, st>>>(
+        p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.scores.shape[1], p.pool,
+        p.keep.ptr<int32_t>(),
         p.keep.stride[0], p.keep.stride[1], nb, b, offsets, p.selected.ptr<int32_t>(),
         p.selected.stride[0], p.selected.stride[1]);
     return launch_status("token_select block kernel");
