@@ -177,12 +177,15 @@ class Mixer:
 
     weights: {"assoc": w, "tasks": w, "text": w}. A sequence starts with one document of the
     drawn kind and is filled up with further documents (BOS-separated: EOS, BOS between), text
-    filling the rest, so no token is padding.
+    filling the rest, so no token is padding. task_weights ({task name: w}, optional): a task
+    document first draws its task by these weights, then an item of it (tasks left out are not
+    drawn); without them every item is equally likely.
     """
 
     def __init__(self, *, seq_len: int, weights: dict, bos: int, eos: int, encode: Encode,
                  text: Haystack, fillers: Haystack | None, tasks: list, assoc: list,
-                 filler_share: float, rng: random.Random, min_task_len: int = 0):
+                 filler_share: float, rng: random.Random, min_task_len: int = 0,
+                 task_weights: dict | None = None):
         self.T = seq_len
         self.kinds = [k for k, w in weights.items() if w > 0]
         self.w = [weights[k] for k in self.kinds]
@@ -192,6 +195,18 @@ class Mixer:
         self.filler_share = filler_share
         self.rng = rng
         self.min_task_len = min_task_len
+        self.by_task = None
+        if task_weights:
+            groups = {}
+            for item in tasks:
+                groups.setdefault(item.task, []).append(item)
+            unknown = sorted(set(task_weights) - set(groups))
+            if unknown:
+                raise ValueError(f"task_weights names tasks with no loaded items: {', '.join(unknown)}")
+            names = [t for t in sorted(task_weights) if task_weights[t] > 0]
+            if not names:
+                raise ValueError("task_weights gives every task weight 0")
+            self.by_task = (names, [task_weights[t] for t in names], groups)
         if "tasks" in self.kinds and not tasks:
             raise ValueError("stage wants task items but none were loaded")
         if "assoc" in self.kinds and not assoc:
@@ -206,7 +221,11 @@ class Mixer:
 
     def _task_doc(self, n: int):
         for _ in range(8):
-            item = self.rng.choice(self.tasks)
+            if self.by_task is None:
+                item = self.rng.choice(self.tasks)
+            else:
+                names, weights, groups = self.by_task
+                item = self.rng.choice(groups[self.rng.choices(names, weights)[0]])
             lo = min(n, max(self.min_task_len, n // 4))
             target = self.rng.randint(lo, n)
             hay = self.fillers if (self.fillers is not None and self.rng.random() < self.filler_share) else self.text

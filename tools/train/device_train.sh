@@ -4,23 +4,43 @@
 #
 #   scripts/device.sh exec tools/train/device_train.sh train TRAIN_MIN
 #   scripts/device.sh exec tools/train/device_train.sh train-eval TRAIN_MIN EVAL_MIN
+#   scripts/device.sh exec tools/train/device_train.sh eval EVAL_MIN [eval_model.py args]
 #
 # train: resumes the run (the full state in tools/train/runs/main while the machine is warm,
 # else the portable checkpoint carried in tools/train/runs/portable, else a fresh start) and
 # trains for TRAIN_MIN minutes; train-eval then converts the portable checkpoint to the shipped
-# GGUF (q8_0) and evaluates it for EVAL_MIN minutes (tools/train/eval_model.py).
+# GGUF (q8_0) and evaluates it for EVAL_MIN minutes (tools/train/eval_model.py); eval evaluates
+# the shipped models/tca-long-14m.q8_0.gguf without training, after the CUDA token-selection
+# parity tests when the bundle has them (scripts/device.sh pack), further arguments going to
+# eval_model.py.
 # Carry: tools/train/data, .device (scripts/device.sh pack tca), and tools/train/runs/portable
 # when resuming on a cold machine. $OUT gets at most 8 files: train.log, portable.tar.NN,
 # loss.csv (and eval_summary.{json,md}, eval_files.tar.gz).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-mode=${1:?usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN]}
-train_min=${2:?usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN]}
-eval_min=${3:-5}
+usage="usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN] | eval EVAL_MIN [eval_model.py args]"
+mode=${1:?$usage}
 OUT=${OUT:-/tmp/train-out}
 RUN=tools/train/runs/main
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+if [ "$mode" = eval ]; then
+    eval_min=${2:?$usage}
+    shift 2
+    LOG=$OUT/eval.log
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$LOG"
+    tests=$(dirname "${TCA_BIN:?run through scripts/device.sh exec}")/tca_cuda_tests
+    if [ -x "$tests" ]; then
+        timeout 120 "$tests" --gtest_filter='*TokenSelect*:*TokenImportance*:*BlockScore*:*BlockBudget*' \
+            --gtest_brief=1 2>&1 | tail -n 15 | tee -a "$LOG"
+        echo "cuda selection tests: exit ${PIPESTATUS[0]}" | tee -a "$LOG"
+    fi
+    python3 tools/train/eval_model.py --tca "$TCA_BIN" --model models/tca-long-14m.q8_0.gguf --out "$OUT" \
+        --minutes "$eval_min" "$@" 2>&1 | tee -a "$LOG"
+    exit "${PIPESTATUS[0]}"
+fi
+train_min=${2:?$usage}
+eval_min=${3:-5}
 LOG=$OUT/train.log
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -40,12 +60,33 @@ if [ ! -f "$RUN/check_model.ok" ]; then
     (python3 tools/train/check_model.py >/tmp/check_model.log 2>&1 && touch "$RUN/check_model.ok") &
     check_pid=$!
 fi
+# A GPU check of the shipped model beside the training (GPU_SMOKE=0 skips it): tca calibrate and
+# tca eval with --device cuda at 16K, timed, so the evaluation call can be planned.
+smoke_pid=""
+if [ "${GPU_SMOKE:-1}" = 1 ] && [ -n "${TCA_BIN:-}" ]; then
+    (
+        set -x
+        zcat tools/train/data/text/kjv.txt.gz >/tmp/smoke-kjv.txt
+        time timeout 120 "$TCA_BIN" calibrate -m models/tca-long-14m.q8_0.gguf -f /tmp/smoke-kjv.txt --ctx 16384 \
+            --tau 0.9 --block-size 64 --local-window 1024 --device cuda -o /tmp/smoke-budgets.json
+        time timeout 150 "$TCA_BIN" eval --device cuda --task niah_single_number,niah_multivalue --ctx 16k \
+            --n-samples 4 --seed 7 --attention dense,tca,snapkv --budget-file models/tca-long-14m.budgets.json \
+            --block-size 64 --local-window 1024 --kv-budget 2048 --haystack /tmp/smoke-kjv.txt --threads 2 \
+            --out /tmp/smoke-eval --verbose
+    ) >/tmp/smoke.log 2>&1 &
+    smoke_pid=$!
+fi
 python3 tools/train/train.py --run "$RUN" "${resume[@]}" --max-minutes "$train_min" --out "$OUT" 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
 if [ -n "$check_pid" ]; then
     wait "$check_pid"
     echo "== check_model.py (exit $?)" >>"$LOG"
     cat /tmp/check_model.log >>"$LOG"
+fi
+if [ -n "$smoke_pid" ]; then
+    wait "$smoke_pid"
+    echo "== GPU smoke (exit $?)" >>"$LOG"
+    cat /tmp/smoke.log >>"$LOG"
 fi
 echo "train.py exit code $rc" | tee -a "$LOG"
 [ "$mode" = train ] && exit "$rc"

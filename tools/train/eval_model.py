@@ -150,6 +150,13 @@ def main():
     ap.add_argument("--local-window", type=int, default=1024)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per tca process")
+    ap.add_argument("--cal-args", default="", help="extra tca calibrate arguments for every budget file "
+                    "(e.g. \"--statistic far --pool 16\")")
+    ap.add_argument("--keep", type=float, default=0.0, help="also tca with this uniform kept fraction "
+                    "(--keep, no calibration) at every context; the baselines then match its KV fraction")
+    ap.add_argument("--keep-args", default="", help="extra tca eval arguments of the --keep runs (e.g. \"--pool 16\")")
+    ap.add_argument("--taus", default="0.9,0.7,0.5", help="tau values calibrated on the KJV (the first is "
+                    "also calibrated on Brown and the task prompts)")
     a = ap.parse_args()
     if a.jobs < 4:
         ap.error("--jobs must be >= 4 (the baselines wait for the tca run)")
@@ -173,15 +180,22 @@ def main():
                "tasks": task_text(os.path.join(a.data, "tasks"), os.path.join(work, "cal-tasks.txt"), 400000)}
     haystack = ["--haystack", kjv]
 
-    # Calibration (tca-method M8): kjv at tau 0.5/0.7/0.9, brown and tasks at 0.9.
-    cals = [("kjv", 0.9), ("brown", 0.9), ("tasks", 0.9), ("kjv", 0.7), ("kjv", 0.5)]
+    # Calibration (tca-method M8): kjv at every tau, brown and tasks at the first.
+    taus = [float(t) for t in a.taus.split(",") if t]
+    tau0 = taus[0]
+    cals = [("kjv", tau0), ("brown", tau0), ("tasks", tau0)] + [("kjv", t) for t in taus[1:]]
+    cal_args = a.cal_args.split()
+    if cal_args:  # the paper's statistic and selection (no --cal-args) beside them, on the KJV
+        cals.append(("kjv-paper", 0.9))
+        domains["kjv-paper"] = domains["kjv"]
     budgets = {}
 
     def calibrate(dom, tau):
         name = f"{dom}-tau{tau}"
         path = os.path.join(work, f"budgets-{name}.json")
+        extra = [] if dom.endswith("-paper") else cal_args
         rc = run([a.tca, "calibrate", "-m", a.model, "-f", domains[dom], "--ctx", str(ctx_tokens), "--tau", str(tau),
-                  "--device", a.device, "--threads", str(a.threads), *bw, "-o", path,
+                  "--device", a.device, "--threads", str(a.threads), *bw, *extra, "-o", path,
                   "--heatmap", os.path.join(work, f"heatmap-{name}.png")],
                  os.path.join(work, f"calibrate-{name}.log"), deadline - time.time())
         log(f"calibrate {name}: exit {rc}")
@@ -201,23 +215,37 @@ def main():
                      "after": after})
 
     job("dense-main", "dense", ctx_main, "dense", [])
-    if ("kjv", 0.9) in budgets:
-        job("tca-kjv-0.9", "tca tau0.9 (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", 0.9)], *bw])
+    main_tca = f"tca-kjv-{tau0}"
+    if ("kjv", tau0) in budgets:
+        job(main_tca, f"tca tau{tau0} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau0)], *bw])
     for c in a.dense_ctx.split(","):
         if c:
             job(f"dense-{c}", "dense", c, "dense", [])
+    if ("kjv-paper", 0.9) in budgets:
+        job("tca-kjv-paper", "tca tau0.9 (kjv, paper statistic)", ctx_main, "tca",
+            ["--budget-file", budgets[("kjv-paper", 0.9)], *bw])
+    matched = main_tca
+    if a.keep > 0:
+        keep_extra = ["--keep", str(a.keep), *a.keep_args.split(), *bw]
+        keep_label = f"tca keep{a.keep:g} {a.keep_args}".strip()
+        matched = f"tca-keep{a.keep:g}"
+        job(matched, keep_label, ctx_main, "tca", keep_extra)
     for pol in ("snapkv", "streaming", "oracle"):
-        job(f"{pol}-main", pol, ctx_main, pol, [], after="tca-kjv-0.9")
-    for tau in (0.7, 0.5):
+        job(f"{pol}-main", pol, ctx_main, pol, [], after=matched)
+    for tau in taus[1:]:
         if ("kjv", tau) in budgets:
             job(f"tca-kjv-{tau}", f"tca tau{tau} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau)], *bw])
     for dom in ("brown", "tasks"):
-        if (dom, 0.9) in budgets:
-            job(f"tca-{dom}-0.9", f"tca tau0.9 ({dom})", ctx_main, "tca", ["--budget-file", budgets[(dom, 0.9)], *bw])
-    if ("kjv", 0.9) in budgets:
+        if (dom, tau0) in budgets:
+            job(f"tca-{dom}-{tau0}", f"tca tau{tau0} ({dom})", ctx_main, "tca", ["--budget-file", budgets[(dom, tau0)], *bw])
+    if ("kjv", tau0) in budgets:
         for c in a.dense_ctx.split(","):
             if c:
-                job(f"tca-kjv-0.9-{c}", "tca tau0.9 (kjv)", c, "tca", ["--budget-file", budgets[("kjv", 0.9)], *bw])
+                job(f"{main_tca}-{c}", f"tca tau{tau0} (kjv)", c, "tca", ["--budget-file", budgets[("kjv", tau0)], *bw])
+    if a.keep > 0:
+        for c in a.dense_ctx.split(","):
+            if c:
+                job(f"{matched}-{c}", keep_label, c, "tca", keep_extra)
 
     done = {}
     cond = threading.Condition()
@@ -263,7 +291,7 @@ def main():
     rows, averages = summarize(jobs, work)
     meta = {"model": os.path.basename(a.model), "haystack": "KJV (tools/train/data/text/kjv.txt.gz)", "seed": a.seed,
             "block_size": a.block_size, "local_window": a.local_window, "n_samples": a.n_samples,
-            "device": a.device, "jobs": [{k: v for k, v in j.items() if k != "after"} for j in jobs],
+            "device": a.device, "cal_args": a.cal_args, "jobs": [{k: v for k, v in j.items() if k != "after"} for j in jobs],
             "budgets": {f"{d}-tau{t}": os.path.basename(p) for (d, t), p in budgets.items()}}
     with open(os.path.join(a.out, "eval_summary.json"), "w") as f:
         json.dump({"meta": meta, "averages": averages, "results": rows}, f, indent=1)

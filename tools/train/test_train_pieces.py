@@ -82,6 +82,37 @@ class DataTest(unittest.TestCase):
             n_answers += sum(mask)
         self.assertGreater(n_answers, 0)
 
+    def test_mixer_task_weights_pick_tasks_by_weight(self):
+        hay = data.Haystack(data.split_sentences("Alpha beta gamma. Delta epsilon. Zeta eta theta iota. " * 50), enc_batch)
+        items = [data.TaskItem({"task": t, "prompt": PROMPT, "answer": " 1234567."}, enc)
+                 for t in ("niah_single_number", "niah_multivalue") for _ in range(3)]
+        drawn = {"niah_single_number": 0, "niah_multivalue": 0}
+        m = data.Mixer(seq_len=256, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                       tasks=items, assoc=[], filler_share=0, rng=random.Random(3),
+                       task_weights={"niah_single_number": 1, "niah_multivalue": 3})
+        orig = data.TaskItem.build
+
+        def counting_build(item, *args):
+            drawn[item.task] += 1
+            return orig(item, *args)
+        data.TaskItem.build = counting_build
+        try:
+            for _ in range(200):
+                m.sequence()
+        finally:
+            data.TaskItem.build = orig
+        share = drawn["niah_multivalue"] / (drawn["niah_multivalue"] + drawn["niah_single_number"])
+        self.assertGreater(share, 0.65)
+        self.assertLess(share, 0.85)
+        with self.assertRaises(ValueError):  # a task with no items
+            data.Mixer(seq_len=256, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                       tasks=items, assoc=[], filler_share=0, rng=random.Random(3),
+                       task_weights={"niah_single_uuid": 1})
+        with self.assertRaises(ValueError):  # all weights zero
+            data.Mixer(seq_len=256, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                       tasks=items, assoc=[], filler_share=0, rng=random.Random(3),
+                       task_weights={"niah_multivalue": 0})
+
     def test_mixer_refuses_a_missing_source(self):
         hay = data.Haystack(["A b."], enc_batch)
         with self.assertRaises(ValueError):

@@ -334,7 +334,6 @@ def main():
                 f.write("step_total,stage,stage_step,tokens,lr,loss,answer_loss,answer_tokens,tok_per_s,"
                         "elapsed_s\n")
     budget_s = a.max_minutes * 60.0
-    ans_w = float(recipe["data"].get("answer_loss_weight", 1.0))
     step_times, save_s = [], 25.0
     rewarm = state.pop("rewarm", 0)
     state.setdefault("stage_s", 0.0)
@@ -346,9 +345,12 @@ def main():
         stage_s = stage_seconds(st)
         max_steps = int(st.get("max_steps", 1 << 40))
         warm = opt_cfg["warmup_steps"]
+        # Answer tokens' weight in the loss: the stage's own, else the recipe's data default.
+        ans_w = float(st.get("answer_loss_weight", recipe["data"].get("answer_loss_weight", 1.0)))
         mixer_args = dict(seq_len=st["seq_len"], weights=st["weights"], bos=tok.bos, eos=tok.eos,
                           encode=tok.encode, text=text, fillers=fillers, tasks=tasks, assoc=assoc,
-                          filler_share=recipe["data"]["filler_share"], min_task_len=st.get("min_task_len", 0))
+                          filler_share=recipe["data"]["filler_share"], min_task_len=st.get("min_task_len", 0),
+                          task_weights=st.get("task_weights"))
         ds = StageBatches(mixer_args, si, st, seed, state["step"], max_steps)
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          prefetch_factor=4 if a.workers else None, pin_memory=dev.type == "cuda")
