@@ -208,6 +208,9 @@ Result<BudgetFile> parse_doc(const Json& root, const Reader& r) {
     TCA_ASSIGN_OR_RETURN(const int64_t m, r.get_int(*cal, "calibration", "n_candidates", 2, 64));
     cs.n_candidates = static_cast<int>(m);
     TCA_ASSIGN_OR_RETURN(cs.text, r.get_string(*cal, "calibration", "text"));
+    if (cal->contains("min_keep")) {  // absent in files written before the option: 0
+        TCA_ASSIGN_OR_RETURN(cs.min_keep, r.get_double(*cal, "calibration", "min_keep", 0.0, 1.0));
+    }
     if (cal->contains("statistic")) {  // absent in files written before the option: "total"
         TCA_ASSIGN_OR_RETURN(cs.statistic, r.get_string(*cal, "calibration", "statistic"));
         if (cs.statistic != "total" && cs.statistic != "far") {
@@ -314,7 +317,7 @@ std::string budget_file_json(const BudgetFile& file) {
     const CalibrationSummary& cs = file.calibration;
     root["calibration"] = {{"n_tokens", cs.n_tokens}, {"n_query_rows", cs.n_query_rows},
                            {"row_stride", cs.row_stride}, {"n_candidates", cs.n_candidates},
-                           {"statistic", cs.statistic}, {"text", cs.text}};
+                           {"statistic", cs.statistic}, {"min_keep", cs.min_keep}, {"text", cs.text}};
     Json layers = Json::array();
     for (size_t l = 0; l < file.budgets.heads.size(); ++l) {
         Json heads = Json::array();

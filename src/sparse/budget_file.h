@@ -46,6 +46,7 @@ struct CalibrationSummary {
     int n_candidates = 14;      // M
     std::string text;           // where the text came from (a file name), informational
     std::string statistic = "total";  // what a(p) measured: "total" or "far" (calibration.h)
+    double min_keep = 0.0;      // budget floor of the candidates (calibration.h)
 };
 
 struct BudgetFile {

@@ -136,6 +136,9 @@ Status validate(const CalibrationOptions& opt) {
     if (opt.n_candidates < 2 || opt.n_candidates > 64) {
         return invalid_argument("n_candidates must be in [2, 64], got %d", opt.n_candidates);
     }
+    if (!(opt.min_keep >= 0.0 && opt.min_keep <= 1.0)) {
+        return invalid_argument("min_keep must be in [0, 1], got %g", opt.min_keep);
+    }
     return Status();
 }
 
@@ -321,9 +324,11 @@ Result<HeadCalibration> choose_head_config(const HeadStatistic& st, const Calibr
         out.retained.push_back(far_stat ? (far > 0.0 ? kept / far : 1.0) : (st.band_sum + kept) / nq);
         out.n_selected.push_back(static_cast<int64_t>(sel.size()));
     }
-    // Valid: a(p) >= tau; the fewest selected tokens wins, ties to the lower index (M8 step 3).
+    // Valid: a(p) >= tau and the budget floor; the fewest selected tokens wins, ties to the
+    // lower index (M8 step 3).
     for (size_t i = 0; i < cands.size(); ++i) {
         if (out.retained[i] < opt.sparse.tau) continue;
+        if (expected_keep_fraction(cands[i].p, opt.sparse.block_size) < opt.min_keep) continue;
         if (out.chosen < 0 || out.n_selected[i] < out.n_selected[static_cast<size_t>(out.chosen)]) {
             out.chosen = static_cast<int>(i);
         }

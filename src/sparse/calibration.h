@@ -38,8 +38,14 @@ struct CalibrationOptions {
     int64_t row_stride = 1;  // use every row_stride-th query of the sparse regime (M8 step 2)
     int n_candidates = 14;   // M (M8 step 1)
     MassStatistic statistic = MassStatistic::kTotal;  // what a(p) measures (M8 step 2)
+    // Budget floor (our option): candidates whose expected kept fraction is below min_keep are
+    // not valid (M8 step 3), so no head keeps fewer than this share of its candidate tokens.
+    // A small model's retrieval heads look cheap on natural text (their attention there sits
+    // on a few tokens) yet need whole needle spans on a retrieval prompt. 0 = the paper.
+    double min_keep = 0.0;
 };
-// sparse options (validate(SparseOptions)), row_stride >= 1, n_candidates in [2, 64].
+// sparse options (validate(SparseOptions)), row_stride >= 1, n_candidates in [2, 64],
+// min_keep in [0, 1].
 Status validate(const CalibrationOptions& opt);
 
 // The M8 step-2 statistic of one KV head over L tokens. Queries of the sparse regime are the
@@ -82,7 +88,8 @@ struct HeadCalibration {
 
 // a(p) per candidate as opt.statistic says (total: (sum_i band_i + sum_{k in G_p} after[k]) / N_q;
 // far: sum_{k in G_p} after[k] / sum_k after[k]); the valid ones (a >= tau) compete on the
-// fewest selected tokens, ties to the lower candidate index.
+// fewest selected tokens, ties to the lower candidate index. Candidates whose expected kept
+// fraction is below opt.min_keep are not valid.
 Result<HeadCalibration> choose_head_config(const HeadStatistic& st, const CalibrationOptions& opt);
 
 // A whole layer: q [H, L, d] f32, k [Hkv, L, d] f32 (H a multiple of Hkv, query head h uses KV

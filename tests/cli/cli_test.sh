@@ -72,6 +72,7 @@ expect 2 "--mass-norm must be 'max' or 'none', got 'sum'" -- calibrate -m x.gguf
 expect 2 "--row-stride must be >= 1, got 0" -- calibrate -m x.gguf -f x.txt -o b.json --row-stride 0
 expect 2 "--statistic must be 'total' or 'far', got 'mean'" -- calibrate -m x.gguf -f x.txt -o b.json --statistic mean
 expect 2 "--pool must be in \[0, 256\], got 300" -- calibrate -m x.gguf -f x.txt -o b.json --pool 300
+expect 2 "--min-keep must be in \[0, 1\], got 2" -- calibrate -m x.gguf -f x.txt -o b.json --min-keep 2
 expect 2 "--ctx 100 is shorter than local window \+ block size = 4096 \+ 128" -- calibrate -m x.gguf -f x.txt -o b.json --ctx 100
 expect 1 "cannot read calibration text" -- calibrate -m x.gguf -f "$tmp/missing.txt" -o "$tmp/b.json"
 "$tca" calibrate --help >"$tmp/help" 2>&1

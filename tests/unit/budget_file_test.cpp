@@ -23,7 +23,7 @@ BudgetFile sample_file() {
     f.budgets.options.local_window = 64;
     f.budgets.options.tau = 0.9;
     f.budgets.options.pool = 5;
-    f.calibration = {400, 321, 1, 14, "story.txt", "far"};
+    f.calibration = {400, 321, 1, 14, "story.txt", "far", 0.25};
     const std::vector<HeadConfig> cands = calibration_candidates(16);
     for (int l = 0; l < 3; ++l) {
         f.budgets.heads.emplace_back();
@@ -80,6 +80,7 @@ TEST(BudgetFile, RoundTripIsExactAndByteStable) {
     EXPECT_EQ(g.calibration.n_query_rows, 321);
     EXPECT_EQ(g.calibration.text, "story.txt");
     EXPECT_EQ(g.calibration.statistic, "far");
+    EXPECT_EQ(g.calibration.min_keep, 0.25);
     EXPECT_EQ(g.budgets.options.pool, 5);
     ASSERT_EQ(g.budgets.n_layers(), 3);
     for (int64_t l = 0; l < 3; ++l) {
@@ -138,16 +139,21 @@ TEST(BudgetFile, MalformedAndStructuralErrors) {
     EXPECT_TRUE(fails_with(d, {"layers[0].heads[1].dense", "true or false"}));
 }
 
-// Files written before the pool and statistic options read as the paper's choices; bad
+// Files written before the pool, statistic and min_keep options read as the paper's choices; bad
 // values are named.
 TEST(BudgetFile, PoolAndStatisticAreOptional) {
     Json d = sample_json();
     d["sparse"].erase("pool");
     d["calibration"].erase("statistic");
+    d["calibration"].erase("min_keep");
     const Result<BudgetFile> r = parse_budget_file(d.dump(), "b.json");
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_EQ(r.value().budgets.options.pool, 0);
     EXPECT_EQ(r.value().calibration.statistic, "total");
+    EXPECT_EQ(r.value().calibration.min_keep, 0.0);
+    d = sample_json();
+    d["calibration"]["min_keep"] = 1.5;
+    EXPECT_TRUE(fails_with(d, {"calibration.min_keep", "1.5"}));
     d = sample_json();
     d["sparse"]["pool"] = 9999;
     EXPECT_TRUE(fails_with(d, {"sparse.pool", "9999"}));

@@ -315,6 +315,36 @@ TEST(Calibration, FarStatisticIgnoresTheBand) {
     EXPECT_NE(parse_mass_statistic("mean").status().message().find("'total' or 'far', got 'mean'"), std::string::npos);
 }
 
+// The budget floor: the cheapest valid candidate at or above min_keep, never one below it.
+TEST(Calibration, MinKeepIsAFloor) {
+    Inputs in = random_inputs(4, 2, 400, 8, 13, 0.05);
+    CalibrationOptions opt = small_options(16, 352, 1, 1);
+    opt.sparse.tau = 0.85;
+    const auto stats = layer_statistics(in.qv(), in.kv(), opt);
+    ASSERT_TRUE(stats.ok());
+    const auto cands = calibration_candidates(16);
+    for (const double floor : {0.0, 0.25, 0.6}) {
+        opt.min_keep = floor;
+        for (const HeadStatistic& st : stats.value()) {
+            const auto r = choose_head_config(st, opt);
+            ASSERT_TRUE(r.ok());
+            const HeadCalibration& hc = r.value();
+            ASSERT_FALSE(hc.dense()) << "floor " << floor;  // the band passes tau 0.85 (see above)
+            EXPECT_GE(hc.kept_fraction, floor);
+            // Every cheaper candidate is below the floor (or below tau).
+            for (size_t c = 0; c < cands.size(); ++c) {
+                if (hc.n_selected[c] < hc.n_selected[static_cast<size_t>(hc.chosen)]) {
+                    EXPECT_TRUE(expected_keep_fraction(cands[c].p, 16) < floor || hc.retained[c] < opt.sparse.tau)
+                        << "floor " << floor << " candidate " << c;
+                }
+            }
+        }
+    }
+    opt.min_keep = 1.5;
+    EXPECT_NE(choose_head_config(stats.value()[0], opt).status().message().find("min_keep must be in [0, 1], got 1.5"),
+              std::string::npos);
+}
+
 TEST(Calibration, Errors) {
     Inputs in = random_inputs(4, 2, 70, 8, 1, 1.0);
     const auto r = calibrate_layer(in.qv(), in.kv(), small_options(8, 64, 1, 1));

@@ -28,7 +28,7 @@ struct CalibrateFlags {
                 statistic = "total";
     int64_t ctx = 4096, block_size = 128, local_window = 4096, obs_window = 1, row_stride = 1,
             threads = 0, pool = 0;
-    double tau = 0.9, alpha = 0.5;
+    double tau = 0.9, alpha = 0.5, min_keep = 0.0;
     bool bos = true, verbose = false;
 };
 
@@ -63,6 +63,7 @@ Result<CalibrationOptions> options_from_flags(const CalibrateFlags& f) {
     Result<MassStatistic> stat = parse_mass_statistic(f.statistic);
     if (!stat.ok()) return as_flag_error(stat.status());
     opt.statistic = stat.value();
+    opt.min_keep = f.min_keep;
     if (Status s = validate(opt); !s.ok()) return as_flag_error(s);
     return opt;
 }
@@ -154,6 +155,7 @@ Status calibrate_main(CalibrateFlags f, bool ctx_given) {
     file.calibration.row_stride = opt.row_stride;
     file.calibration.n_candidates = opt.n_candidates;
     file.calibration.statistic = mass_statistic_name(opt.statistic);
+    file.calibration.min_keep = opt.min_keep;
     const size_t slash = f.file.find_last_of('/');
     file.calibration.text = slash == std::string::npos ? f.file : f.file.substr(slash + 1);
     std::vector<std::vector<double>> kept(static_cast<size_t>(c.n_layer));
@@ -233,6 +235,8 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     flags.add_double("alpha", &f.alpha, "blend of mass and spread in the block score, in [0, 1]");
     flags.add_string("mass-norm", &f.mass_norm, "M", "block mass normalisation: max or none");
     flags.add_int("obs-window", &f.obs_window, "last queries averaged for token importance");
+    flags.add_double("min-keep", &f.min_keep, "budget floor: no head keeps less than this expected "
+                     "share of its candidate tokens (candidates below it are not valid; 0 = the paper)");
     flags.add_int("pool", &f.pool, "rank a block's tokens by the largest importance within +-N "
                   "positions (tca-method M5 option; stored in the budget file; 0 = the paper)");
     flags.add_int("row-stride", &f.row_stride, "use every S-th query row for the statistic (long texts)");
