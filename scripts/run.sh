@@ -3,8 +3,9 @@
 # given arguments. With no arguments it runs the main job: the model that ships with the project
 # (models/tca-long-14m.q8_0.gguf, tools/train) answers a needle-in-a-haystack question over a
 # 16K-token document on this CPU, once with dense attention and once with TCA (budgets
-# calibrated at tau 0.9, models/tca-long-14m.budgets.json); it prints each answer, the time and
-# the KV cache each one held.
+# calibrated at tau 0.9 with pooled selection, a 32-query observation window and a 0.25
+# floor, models/tca-long-14m.budgets.json); it prints each answer, the time and the KV cache
+# each one held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

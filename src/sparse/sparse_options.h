@@ -26,7 +26,9 @@ struct SparseOptions {
     // Token selection (M5 option): a block's tokens are ranked by the max of s over
     // [i - pool, i + pool] (then by s, then by position), so the neighbours of an attended
     // token come with it: a value spanning many tokens (a uuid, a number list) is kept whole
-    // when the last query attends only its start. 0 = the paper (rank by s).
+    // when the last query attends only its start. 0 = the paper (rank by s). Applies to the
+    // prefill selection and to chunk compaction (M7); a single decode step's block compaction
+    // keeps ranking by its own scores.
     int pool = 0;
     double tau = 0.9;          // calibration threshold on retained mass (M8)
 };

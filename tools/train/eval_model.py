@@ -222,7 +222,7 @@ def main():
         if c:
             job(f"dense-{c}", "dense", c, "dense", [])
     if ("kjv-paper", 0.9) in budgets:
-        job("tca-kjv-paper", "tca tau0.9 (kjv, paper statistic)", ctx_main, "tca",
+        job("tca-kjv-paper", "tca tau0.9 (kjv, paper calibration)", ctx_main, "tca",
             ["--budget-file", budgets[("kjv-paper", 0.9)], *bw])
     matched = main_tca
     if a.keep > 0:
