@@ -12,6 +12,7 @@
 
 #include "core/strings.h"
 #include "model/tensor_names.h"
+#include "sparse/calibration.h"
 
 namespace tca {
 namespace {
@@ -213,7 +214,7 @@ Result<BudgetFile> parse_doc(const Json& root, const Reader& r) {
     }
     if (cal->contains("statistic")) {  // absent in files written before the option: "total"
         TCA_ASSIGN_OR_RETURN(cs.statistic, r.get_string(*cal, "calibration", "statistic"));
-        if (cs.statistic != "total" && cs.statistic != "far") {
+        if (!parse_mass_statistic(cs.statistic).ok()) {
             return r.error("field 'calibration.statistic' must be \"total\" or \"far\", got " +
                            Reader::brief(Json(cs.statistic)));
         }

@@ -268,15 +268,9 @@ Result<std::vector<int32_t>> select_positions(const std::vector<float>& importan
     for (size_t r = 0; r < nb; ++r) keep[order[r]] = psi[r];
     // Top keep[j] tokens of each block by the pooled s, then s, then the lower position (M5;
     // pooled = s when opt.pool == 0), as the token_select op.
-    const auto n_kv = static_cast<int64_t>(importance.size());
     std::vector<float> pooled(static_cast<size_t>(n_blocks * b));
-    for (int64_t i = 0; i < n_blocks * b; ++i) {
-        float m = importance[static_cast<size_t>(i)];
-        for (int64_t c = std::max<int64_t>(0, i - opt.pool); c <= std::min(n_kv - 1, i + opt.pool); ++c) {
-            m = std::max(m, importance[static_cast<size_t>(c)]);
-        }
-        pooled[static_cast<size_t>(i)] = m;
-    }
+    pool_max(importance.data(), static_cast<int64_t>(importance.size()), n_blocks * b, opt.pool,
+             pooled.data());
     std::vector<int32_t> selected, idx(static_cast<size_t>(b));
     for (size_t j = 0; j < nb; ++j) {
         const int32_t t = keep[j];

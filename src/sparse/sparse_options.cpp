@@ -2,6 +2,7 @@
 #include "sparse/sparse_options.h"
 
 #include <cmath>
+#include <vector>
 
 namespace tca {
 
@@ -11,6 +12,20 @@ Result<MassNorm> parse_mass_norm(const std::string& name) {
     if (name == "max") return MassNorm::kMax;
     if (name == "none") return MassNorm::kNone;
     return invalid_argument("mass_norm must be 'max' or 'none', got '%s'", name.c_str());
+}
+
+void pool_max(const float* s, int64_t n, int64_t n_out, int pool, float* out) {
+    std::vector<int64_t> window;  // positions of decreasing scores; the front is the maximum
+    size_t front = 0;
+    int64_t next = 0;  // the next position to enter the window
+    for (int64_t i = 0; i < n_out; ++i) {
+        for (; next <= std::min(n - 1, i + pool); ++next) {
+            while (window.size() > front && s[window.back()] <= s[next]) window.pop_back();
+            window.push_back(next);
+        }
+        while (window[front] < i - pool) ++front;
+        out[i] = s[window[front]];
+    }
 }
 
 Status validate_block_size(int64_t block_size) {

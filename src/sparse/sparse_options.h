@@ -33,6 +33,10 @@ struct SparseOptions {
     double tau = 0.9;          // calibration threshold on retained mass (M8)
 };
 
+// The ranking score of the M5 pool option: out[i] = max of s[j] over j in [i - pool, i + pool]
+// clipped to [0, n), for i in [0, n_out) (n_out <= n); a sliding-window maximum, O(n).
+void pool_max(const float* s, int64_t n, int64_t n_out, int pool, float* out);
+
 // Every parameter checked; the message names the parameter and its value.
 Status validate(const SparseOptions& opt);
 Status validate_block_size(int64_t block_size);

@@ -183,24 +183,24 @@ def main():
     # Calibration (tca-method M8): kjv at every tau, brown and tasks at the first.
     taus = [float(t) for t in a.taus.split(",") if t]
     tau0 = taus[0]
-    cals = [("kjv", tau0), ("brown", tau0), ("tasks", tau0)] + [("kjv", t) for t in taus[1:]]
+    # (key, text domain, tau, extra calibrate arguments); budgets[(key, tau)] = budget file.
     cal_args = a.cal_args.split()
-    if cal_args:  # the paper's statistic and selection (no --cal-args) beside them, on the KJV
-        cals.append(("kjv-paper", 0.9))
-        domains["kjv-paper"] = domains["kjv"]
+    cals = [(dom, dom, tau0, cal_args) for dom in ("kjv", "brown", "tasks")] + \
+        [("kjv", "kjv", t, cal_args) for t in taus[1:]]
+    if cal_args:  # the paper's calibration (no --cal-args) beside them, on the KJV
+        cals.append(("kjv-paper", "kjv", 0.9, []))
     budgets = {}
 
-    def calibrate(dom, tau):
-        name = f"{dom}-tau{tau}"
+    def calibrate(key, dom, tau, extra):
+        name = f"{key}-tau{tau}"
         path = os.path.join(work, f"budgets-{name}.json")
-        extra = [] if dom.endswith("-paper") else cal_args
         rc = run([a.tca, "calibrate", "-m", a.model, "-f", domains[dom], "--ctx", str(ctx_tokens), "--tau", str(tau),
                   "--device", a.device, "--threads", str(a.threads), *bw, *extra, "-o", path,
                   "--heatmap", os.path.join(work, f"heatmap-{name}.png")],
                  os.path.join(work, f"calibrate-{name}.log"), deadline - time.time())
         log(f"calibrate {name}: exit {rc}")
         if rc == 0:
-            budgets[(dom, tau)] = path
+            budgets[(key, tau)] = path
 
     with ThreadPoolExecutor(len(cals)) as ex:
         list(ex.map(lambda c: calibrate(*c), cals))

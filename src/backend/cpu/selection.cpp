@@ -161,29 +161,15 @@ Status block_budget(const BlockBudgetParams& p) {
 Status token_select(const TokenSelectParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
-    const int64_t n_kv = p.scores.shape[1], r = p.pool, ss = p.scores.stride[1];
+    const int64_t n_kv = p.scores.shape[1];
     thread_pool().parallel_for(hkv, [&](int64_t kvh, int) {
-        const float* row = &f32_at(p.scores, kvh, 0);
-        // The scores as a contiguous array, max-pooled over [i - r, i + r] when r > 0 (M5
-        // pool option: a sliding-window maximum, O(n_kv) with a monotone deque).
-        std::vector<float> raw(static_cast<size_t>(nb * b)), pooled;
-        for (int64_t i = 0; i < nb * b; ++i) raw[static_cast<size_t>(i)] = row[i * ss];
-        const float* s = raw.data();
-        const float* ps = raw.data();
-        if (r > 0) {
-            pooled.resize(raw.size());
-            std::vector<int64_t> dq;  // positions with decreasing scores in the current window
-            size_t head = 0;
-            int64_t next = 0;  // the next position to enter the window
-            for (int64_t i = 0; i < nb * b; ++i) {
-                for (; next <= std::min(n_kv - 1, i + r); ++next) {
-                    const float x = row[next * ss];
-                    while (dq.size() > head && row[dq.back() * ss] <= x) dq.pop_back();
-                    dq.push_back(next);
-                }
-                while (dq[head] < i - r) ++head;
-                pooled[static_cast<size_t>(i)] = row[dq[head] * ss];
-            }
+        const float* s = &f32_at(p.scores, kvh, 0);
+        // Ranking score: s, or its max over [i - pool, i + pool] (M5 pool option).
+        std::vector<float> pooled;
+        const float* ps = s;
+        if (p.pool > 0) {
+            pooled.resize(static_cast<size_t>(nb * b));
+            pool_max(s, n_kv, nb * b, p.pool, pooled.data());
             ps = pooled.data();
         }
         int32_t* sel = &i32_at(p.selected, kvh, 0);
