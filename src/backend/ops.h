@@ -64,7 +64,9 @@ struct BlockBudgetParams {
 // Token selection (tca-method M5): the keep[j] positions of block j with the largest score
 // (ties: lower position), all blocks' picks merged in ascending position order. pool > 0
 // (SparseOptions::pool): tokens are ranked by the max score over [i - pool, i + pool] clipped
-// to [0, n_kv), then by their own score, then by lower position.
+// to [0, n_kv), then by their own score, then by lower position. global (Selection::kGlobal):
+// a head selects T = sum_j keep[j] positions, the T best of the whole region [0, n_blocks * b)
+// under the same order, whatever block they fall in.
 struct TokenSelectParams {
     TensorView scores;      // [n_kv_heads, n_kv] f32
     TensorView keep;        // [n_kv_heads, n_blocks] i32, each in [0, block_size]
@@ -72,6 +74,7 @@ struct TokenSelectParams {
     TensorView n_selected;  // [n_kv_heads] i32 out
     int block_size = 128;
     int pool = 0;           // in [0, kMaxPool]
+    bool global = false;    // the T best of the region instead of keep[j] per block
 };
 
 // Gather rows of K/V at given positions into a compacted cache (tca-method M7): the global

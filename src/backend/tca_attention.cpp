@@ -165,11 +165,12 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
         BlockBudgetParams bb{block_score, psi, keep, opt.block_size};
         TCA_RETURN_IF_ERROR(ops::block_budget(device, bb));
     }
-    // M5: per-block top-t selection.
+    // M5: per-block top-t selection (or the global top sum_j t_j, Selection::kGlobal).
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     {
         StageClock clock(&t.select_ms, device);
-        TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool};
+        TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool,
+                             opt.selection == Selection::kGlobal};
         TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
     }
     // Gather the selection into a compact global list (the global part of the cache, M7).

@@ -221,24 +221,32 @@ Status token_select(const TokenSelectParams& p) {
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
     const int64_t n_kv = p.scores.shape[1];
     for (int64_t kvh = 0; kvh < hkv; ++kvh) {
-        int64_t n = 0;
+        // Own and pooled score (max over [pos - pool, pos + pool] clipped to the scores, the M5
+        // pool option) of every candidate token.
+        std::vector<Acc> s(static_cast<size_t>(nb * b)), pooled(static_cast<size_t>(nb * b));
+        for (int64_t pos = 0; pos < nb * b; ++pos) {
+            s[static_cast<size_t>(pos)] = ld2<Acc>(p.scores, kvh, pos);
+            Acc m = s[static_cast<size_t>(pos)];
+            for (int64_t c = std::max<int64_t>(0, pos - p.pool);
+                 c <= std::min<int64_t>(n_kv - 1, pos + p.pool); ++c) {
+                m = std::max(m, ld2<Acc>(p.scores, kvh, c));
+            }
+            pooled[static_cast<size_t>(pos)] = m;
+        }
+        int64_t n = 0, total = 0;
         for (int64_t j = 0; j < nb; ++j) {
             const int32_t t = i32_2(p.keep, kvh, j);
             TCA_ASSERT(t >= 0 && t <= b, "keep[%lld] = %d outside [0, %lld]",
                        static_cast<long long>(j), t, static_cast<long long>(b));
-            std::vector<Acc> s(static_cast<size_t>(b)), pooled(static_cast<size_t>(b));
-            for (int64_t i = 0; i < b; ++i) {
-                const int64_t pos = j * b + i;
-                s[static_cast<size_t>(i)] = ld2<Acc>(p.scores, kvh, pos);
-                // Max over [pos - pool, pos + pool] clipped to the scores (M5 pool option).
-                Acc m = s[static_cast<size_t>(i)];
-                for (int64_t c = std::max<int64_t>(0, pos - p.pool);
-                     c <= std::min<int64_t>(n_kv - 1, pos + p.pool); ++c) {
-                    m = std::max(m, ld2<Acc>(p.scores, kvh, c));
-                }
-                pooled[static_cast<size_t>(i)] = m;
-            }
-            for (int64_t i : top_indices(pooled, s, t)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(j * b + i);
+            total += t;
+            if (p.global) continue;
+            const auto first = static_cast<size_t>(j * b);
+            const std::vector<Acc> sj(s.begin() + first, s.begin() + first + b);
+            const std::vector<Acc> pj(pooled.begin() + first, pooled.begin() + first + b);
+            for (int64_t i : top_indices(pj, sj, t)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(j * b + i);
+        }
+        if (p.global) {  // the `total` best of the whole region (Selection::kGlobal)
+            for (int64_t pos : top_indices(pooled, s, total)) i32_2(p.selected, kvh, n++) = static_cast<int32_t>(pos);
         }
         i32_1(p.n_selected, kvh) = static_cast<int32_t>(n);
     }

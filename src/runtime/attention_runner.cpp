@@ -274,7 +274,8 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
         const TensorView keep = slice(keep_.view(), 1, 0, m);
         TCA_RETURN_IF_ERROR(ops::block_budget(device, BlockBudgetParams{bs, slice(psi_.view(), 1, 0, m), keep, o.block_size}));
         TCA_RETURN_IF_ERROR(ops::token_select(device, TokenSelectParams{
-            scores, keep, slice(selected_.view(), 1, 0, region), n_sel_.view(), o.block_size, o.pool}));
+            scores, keep, slice(selected_.view(), 1, 0, region), n_sel_.view(), o.block_size, o.pool,
+            o.selection == Selection::kGlobal}));
         int32_t n_sel = 0;
         if (n_sel_.on_host()) {
             n_sel = n_sel_.data<int32_t>()[0];

@@ -190,6 +190,14 @@ Result<BudgetFile> parse_doc(const Json& root, const Reader& r) {
         TCA_ASSIGN_OR_RETURN(const int64_t pool, r.get_int(*sp, "sparse", "pool", 0, kMaxPool));
         o.pool = static_cast<int>(pool);
     }
+    if (sp->contains("selection")) {  // absent in files written before the option: block
+        TCA_ASSIGN_OR_RETURN(const std::string sel, r.get_string(*sp, "sparse", "selection"));
+        Result<Selection> parsed = parse_selection(sel);
+        if (!parsed.ok()) {
+            return r.error("field 'sparse.selection' must be \"block\" or \"global\", got " + Reader::brief(Json(sel)));
+        }
+        o.selection = parsed.value();
+    }
     const double big = std::numeric_limits<double>::max();
     TCA_ASSIGN_OR_RETURN(o.alpha, r.get_double(*sp, "sparse", "alpha", -big, big));
     TCA_ASSIGN_OR_RETURN(o.tau, r.get_double(*sp, "sparse", "tau", -big, big));
@@ -314,7 +322,8 @@ std::string budget_file_json(const BudgetFile& file) {
                      {"weights_checksum", hex64(id.weights_checksum)}};
     root["sparse"] = {{"block_size", o.block_size}, {"local_window", o.local_window},
                       {"alpha", o.alpha},           {"mass_norm", mass_norm_name(o.mass_norm)},
-                      {"obs_window", o.obs_window}, {"pool", o.pool}, {"tau", o.tau}};
+                      {"obs_window", o.obs_window}, {"pool", o.pool},
+                      {"selection", selection_name(o.selection)}, {"tau", o.tau}};
     const CalibrationSummary& cs = file.calibration;
     root["calibration"] = {{"n_tokens", cs.n_tokens}, {"n_query_rows", cs.n_query_rows},
                            {"row_stride", cs.row_stride}, {"n_candidates", cs.n_candidates},

@@ -8,6 +8,14 @@ namespace tca {
 
 const char* mass_norm_name(MassNorm m) { return m == MassNorm::kMax ? "max" : "none"; }
 
+const char* selection_name(Selection s) { return s == Selection::kGlobal ? "global" : "block"; }
+
+Result<Selection> parse_selection(const std::string& name) {
+    if (name == "block") return Selection::kBlock;
+    if (name == "global") return Selection::kGlobal;
+    return invalid_argument("selection must be 'block' or 'global', got '%s'", name.c_str());
+}
+
 Result<MassNorm> parse_mass_norm(const std::string& name) {
     if (name == "max") return MassNorm::kMax;
     if (name == "none") return MassNorm::kNone;

@@ -17,6 +17,16 @@ Result<MassNorm> parse_mass_norm(const std::string& name);
 
 constexpr int kMaxPool = 256;  // largest SparseOptions::pool
 
+// Which tokens fill a head's budget (tca-method M5).
+//  - kBlock: the paper. Block j keeps its own t_j best tokens (t_j from M4's Psi by rank).
+//  - kGlobal: the head keeps T = sum_j t_j tokens, the T best of the whole candidate region
+//    under the same order (pooled score, own score, lower position). M4 still sets how many
+//    (the calibrated budget); the ranking decides where they fall, so a block holding several
+//    attended spans (a chain of assignments, several values) is not capped at its t_j.
+enum class Selection { kBlock, kGlobal };
+const char* selection_name(Selection s);
+Result<Selection> parse_selection(const std::string& name);
+
 struct SparseOptions {
     int block_size = 128;      // b, a power of two
     int local_window = 4096;   // w, a multiple of b
@@ -30,6 +40,7 @@ struct SparseOptions {
     // prefill selection and to chunk compaction (M7); a single decode step's block compaction
     // keeps ranking by its own scores.
     int pool = 0;
+    Selection selection = Selection::kBlock;  // M5 option: per-block or global top-T
     double tau = 0.9;          // calibration threshold on retained mass (M8)
 };
 

@@ -72,6 +72,7 @@ expect 2 "--mass-norm must be 'max' or 'none', got 'sum'" -- calibrate -m x.gguf
 expect 2 "--row-stride must be >= 1, got 0" -- calibrate -m x.gguf -f x.txt -o b.json --row-stride 0
 expect 2 "--statistic must be 'total' or 'far', got 'mean'" -- calibrate -m x.gguf -f x.txt -o b.json --statistic mean
 expect 2 "--pool must be in \[0, 256\], got 300" -- calibrate -m x.gguf -f x.txt -o b.json --pool 300
+expect 2 "--select must be block or global, got 'topk'" -- calibrate -m x.gguf -f x.txt -o b.json --select topk
 expect 2 "--min-keep must be in \[0, 1\], got 2" -- calibrate -m x.gguf -f x.txt -o b.json --min-keep 2
 expect 2 "--ctx 100 is shorter than local window \+ block size = 4096 \+ 128" -- calibrate -m x.gguf -f x.txt -o b.json --ctx 100
 expect 1 "cannot read calibration text" -- calibrate -m x.gguf -f "$tmp/missing.txt" -o "$tmp/b.json"
@@ -96,6 +97,7 @@ expect 2 "--budget-file applies to tca" -- eval -m x.gguf --attention dense --bu
 expect 2 "--max-answer-tokens must be >= 0" -- eval -m x.gguf --max-answer-tokens -1
 expect 2 "--keep" -- eval -m x.gguf --keep 2
 expect 2 "--pool must be in \[0, 256\], got -1" -- eval -m x.gguf --pool -1
+expect 2 "--select must be block or global, got 'all'" -- eval -m x.gguf --select all
 expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- eval -m x.gguf --kv-type q4
 expect 2 "--tag may hold letters, digits and \. _ - = /, got 'a b'" -- eval -m x.gguf --tag "a b"
 expect 2 "--tag must be at most 24 characters, got 25" -- eval -m x.gguf --tag aaaaaaaaaaaaaaaaaaaaaaaaa

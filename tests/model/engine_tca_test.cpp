@@ -162,32 +162,42 @@ TEST_F(EngineTca, ShortPromptIsDense) {
     EXPECT_EQ(a, b);
 }
 
+// Both selections (M5 and its global option) hold the same number of tokens: the sum of the
+// block budgets; global places them anywhere in the candidate blocks.
 TEST_F(EngineTca, CacheAfterPrefillHoldsSelectionAndBand) {
     const HeadConfig cfg = log_gaussian_config(1.0, 1.0, 8);
-    auto e = make_engine(tca_policy(cfg));
-    const auto ids = e->tokenizer().encode(kStory, true, true);
-    const auto L = static_cast<int64_t>(ids.size());
-    ASSERT_TRUE(e->eval(ids, nullptr).ok());
-    const int64_t n = n_candidate_blocks(L, 16, 8);
-    auto psi = make_psi(cfg.p, n, 8);
-    ASSERT_TRUE(psi.ok());
-    int64_t budget = 0;
-    for (int32_t t : *psi) budget += t;
-    const KvCache& c = e->cache();
-    expect_cache_well_formed(c);
-    for (int64_t l = 0; l < c.n_layers(); ++l) {
-        const KvLayer& kv = c.layer(l);
-        for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
-            const int32_t ng = kv.n_global.data<int32_t>()[h];
-            EXPECT_EQ(ng, budget) << "global part = sum of the block budgets (M4)";
-            EXPECT_EQ(kv.n_slots.data<int32_t>()[h], ng + (L - n * 8));
-            const int32_t* pos = kv.slot_pos.data<int32_t>() + h * kv.slot_pos.view().stride[0];
-            for (int32_t s = 0; s < ng; ++s) EXPECT_LT(pos[s], n * 8) << "selection lies in candidate blocks";
-            for (int64_t s = ng; s < ng + (L - n * 8); ++s) EXPECT_EQ(pos[s], n * 8 + (s - ng)) << "the band is dense";
+    std::map<Selection, std::vector<int32_t>> kept;  // every head's global positions, in order
+    for (const Selection selection : {Selection::kBlock, Selection::kGlobal}) {
+        SCOPED_TRACE(selection_name(selection));
+        AttentionPolicy policy = tca_policy(cfg);
+        policy.budgets.options.selection = selection;
+        auto e = make_engine(policy);
+        const auto ids = e->tokenizer().encode(kStory, true, true);
+        const auto L = static_cast<int64_t>(ids.size());
+        ASSERT_TRUE(e->eval(ids, nullptr).ok());
+        const int64_t n = n_candidate_blocks(L, 16, 8);
+        auto psi = make_psi(cfg.p, n, 8);
+        ASSERT_TRUE(psi.ok());
+        int64_t budget = 0;
+        for (int32_t t : *psi) budget += t;
+        const KvCache& c = e->cache();
+        expect_cache_well_formed(c);
+        for (int64_t l = 0; l < c.n_layers(); ++l) {
+            const KvLayer& kv = c.layer(l);
+            for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
+                const int32_t ng = kv.n_global.data<int32_t>()[h];
+                EXPECT_EQ(ng, budget) << "global part = sum of the block budgets (M4)";
+                EXPECT_EQ(kv.n_slots.data<int32_t>()[h], ng + (L - n * 8));
+                const int32_t* pos = kv.slot_pos.data<int32_t>() + h * kv.slot_pos.view().stride[0];
+                for (int32_t s = 0; s < ng; ++s) EXPECT_LT(pos[s], n * 8) << "selection lies in candidate blocks";
+                for (int64_t s = ng; s < ng + (L - n * 8); ++s) EXPECT_EQ(pos[s], n * 8 + (s - ng)) << "the band is dense";
+                kept[selection].insert(kept[selection].end(), pos, pos + ng);
+            }
         }
+        EXPECT_EQ(e->stats().kv_bytes, counted_bytes(c));
+        EXPECT_LT(e->stats().kv_bytes, e->stats().kv_bytes_dense);
     }
-    EXPECT_EQ(e->stats().kv_bytes, counted_bytes(c));
-    EXPECT_LT(e->stats().kv_bytes, e->stats().kv_bytes_dense);
+    EXPECT_NE(kept[Selection::kBlock], kept[Selection::kGlobal]) << "global selection placed every token as the per-block one";
 }
 
 TEST_F(EngineTca, DecodeCompactsBlockByBlock) {

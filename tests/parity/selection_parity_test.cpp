@@ -219,6 +219,9 @@ std::vector<OpCase> token_select_cases() {
     v.push_back(mk(op, 1000, 1, 2, 8, 1, -1, DType::kF32, Input::kSpiky));
     v.push_back(mk(op, 1000, 1, 8, 8, 1, -1, DType::kF32, Input::kNormal, 128, 256));
     v.push_back(mk(op, 80, 1, 1, 8, 1, -1, DType::kF32, Input::kNormal, 1, 4));
+    // Long enough for every radix pass of the CUDA global selection to see many keys.
+    v.push_back(mk(op, 20000, 1, 2, 8, 1, -1, DType::kF32, Input::kNormal, 64, 1024));
+    v.push_back(mk(op, 20000, 1, 2, 8, 1, -1, DType::kF32, Input::kTies, 64, 1024));
     return registered(std::move(v));
 }
 
@@ -238,8 +241,10 @@ TEST_P(TokenSelectParity, MatchesReferenceExactly) {
         keep.set(i, r == 0 ? 0 : r == 1 ? c.b : r == 2 ? 1 : static_cast<double>(rng.below(static_cast<uint64_t>(c.b) + 1)));
     }
     // pool (the M5 option): 0 = the paper; 1 and 5 inside a block; 17 reaches across blocks.
-    for (const int pool : {0, 1, 5, 17}) {
-        SCOPED_TRACE("pool " + std::to_string(pool));
+    // global (Selection::kGlobal): the sum of keep best tokens of the whole region.
+    for (const int pool : {0, 1, 5, 17})
+    for (const bool global : {false, true}) {
+        SCOPED_TRACE("pool " + std::to_string(pool) + (global ? ", global" : ", block"));
         Out3 sel(DType::kI32, {c.hkv, nb * c.b}), n(DType::kI32, {c.hkv});
         for (Backend be : {Backend::kRef, kUnderTest}) {
             TokenSelectParams p;
@@ -249,6 +254,7 @@ TEST_P(TokenSelectParity, MatchesReferenceExactly) {
             p.n_selected = n.of(be).view();
             p.block_size = c.b;
             p.pool = pool;
+            p.global = global;
             const Status st = run(be, p);
             ASSERT_TRUE(st.ok()) << backend_name(be) << ": " << st.to_string();
         }
@@ -290,6 +296,43 @@ TEST(TokenSelectPool, KeepsTheSpanAroundAPeak) {
             } else {
                 EXPECT_NE(got, (std::vector<int>{18, 19, 20, 21, 22})) << backend_name(be);
                 EXPECT_NE(std::find(got.begin(), got.end(), 20), got.end()) << backend_name(be);
+            }
+        }
+    }
+}
+
+// Global selection takes the best tokens wherever they are: block 1 holds six high scores,
+// the others none. keep = {2, 2, 2}: the paper keeps two per block; global keeps the six of
+// block 1 (T = 6), in position order. With every score equal, ties go to the lower
+// positions: the first two of each block, or the six first tokens.
+TEST(TokenSelectGlobal, TakesTheBestTokensAcrossBlocks) {
+    const int64_t b = 8, nb = 3, L = nb * b;
+    Buf scores(DType::kF32, {1, L});
+    for (int64_t i = 0; i < L; ++i) scores.set(i, 0.001 * static_cast<double>((i * 5) % 7));
+    for (const int64_t i : {9, 10, 11, 13, 14, 15}) scores.set(i, 0.5 + 0.01 * static_cast<double>(i));
+    Buf keep(DType::kI32, {1, nb});
+    for (int64_t j = 0; j < nb; ++j) keep.set(j, 2);
+    Buf flat(DType::kF32, {1, L});
+    for (int64_t i = 0; i < L; ++i) flat.set(i, 0.25);
+    for (Backend be : parity_backends()) {
+        for (const bool global : {false, true}) {
+            for (const Buf* sc : {&scores, &flat}) {
+                Buf sel(DType::kI32, {1, L}), n(DType::kI32, {1});
+                TokenSelectParams p{sc->view(), keep.view(), sel.view(), n.view(), static_cast<int>(b), 0, global};
+                ASSERT_TRUE(run(be, p).ok()) << backend_name(be);
+                ASSERT_EQ(n.get(0), 6.0) << backend_name(be);
+                std::vector<int> got;
+                for (int64_t s = 0; s < 6; ++s) got.push_back(static_cast<int>(sel.at({0, s})));
+                std::vector<int> want;
+                if (sc == &flat) {
+                    want = global ? std::vector<int>{0, 1, 2, 3, 4, 5} : std::vector<int>{0, 1, 8, 9, 16, 17};
+                } else if (global) {
+                    want = {9, 10, 11, 13, 14, 15};
+                } else {  // each block's two best: (i * 5) % 7 peaks at 1, 4 and 18, 22
+                    want = {1, 4, 14, 15, 18, 22};
+                }
+                EXPECT_EQ(got, want) << backend_name(be) << (global ? " global" : " block")
+                                     << (sc == &flat ? " flat" : "");
             }
         }
     }

@@ -23,6 +23,7 @@ BudgetFile sample_file() {
     f.budgets.options.local_window = 64;
     f.budgets.options.tau = 0.9;
     f.budgets.options.pool = 5;
+    f.budgets.options.selection = Selection::kGlobal;
     f.calibration = {400, 321, 1, 14, "story.txt", "far", 0.25};
     const std::vector<HeadConfig> cands = calibration_candidates(16);
     for (int l = 0; l < 3; ++l) {
@@ -82,6 +83,7 @@ TEST(BudgetFile, RoundTripIsExactAndByteStable) {
     EXPECT_EQ(g.calibration.statistic, "far");
     EXPECT_EQ(g.calibration.min_keep, 0.25);
     EXPECT_EQ(g.budgets.options.pool, 5);
+    EXPECT_EQ(g.budgets.options.selection, Selection::kGlobal);
     ASSERT_EQ(g.budgets.n_layers(), 3);
     for (int64_t l = 0; l < 3; ++l) {
         for (int64_t h = 0; h < 4; ++h) {
@@ -139,16 +141,18 @@ TEST(BudgetFile, MalformedAndStructuralErrors) {
     EXPECT_TRUE(fails_with(d, {"layers[0].heads[1].dense", "true or false"}));
 }
 
-// Files written before the pool, statistic and min_keep options read as the paper's choices; bad
+// Files written before the pool, selection, statistic and min_keep options read as the paper's choices; bad
 // values are named.
 TEST(BudgetFile, PoolAndStatisticAreOptional) {
     Json d = sample_json();
     d["sparse"].erase("pool");
+    d["sparse"].erase("selection");
     d["calibration"].erase("statistic");
     d["calibration"].erase("min_keep");
     const Result<BudgetFile> r = parse_budget_file(d.dump(), "b.json");
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_EQ(r.value().budgets.options.pool, 0);
+    EXPECT_EQ(r.value().budgets.options.selection, Selection::kBlock);
     EXPECT_EQ(r.value().calibration.statistic, "total");
     EXPECT_EQ(r.value().calibration.min_keep, 0.0);
     d = sample_json();
@@ -160,6 +164,12 @@ TEST(BudgetFile, PoolAndStatisticAreOptional) {
     d = sample_json();
     d["sparse"]["pool"] = "3";
     EXPECT_TRUE(fails_with(d, {"sparse.pool", "integer"}));
+    d = sample_json();
+    d["sparse"]["selection"] = "topk";
+    EXPECT_TRUE(fails_with(d, {"sparse.selection", "\"block\" or \"global\"", "topk"}));
+    d = sample_json();
+    d["sparse"]["selection"] = 3;
+    EXPECT_TRUE(fails_with(d, {"sparse.selection", "string"}));
     d = sample_json();
     d["calibration"]["statistic"] = "mean";
     EXPECT_TRUE(fails_with(d, {"calibration.statistic", "\"total\" or \"far\"", "mean"}));

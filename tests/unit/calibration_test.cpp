@@ -145,8 +145,10 @@ TEST(Calibration, HostSelectionMatchesCpuOps) {
     for (float& x : s) x = static_cast<float>(rng.uniform() * rng.uniform());
     for (int64_t i = 20; i < 40; ++i) s[static_cast<size_t>(i)] = 0.25f;  // ties inside a block
     for (const auto& [mn, pool] : {std::pair{MassNorm::kMax, 0}, std::pair{MassNorm::kNone, 0},
-                                   std::pair{MassNorm::kMax, 3}, std::pair{MassNorm::kMax, 21}}) {
+                                   std::pair{MassNorm::kMax, 3}, std::pair{MassNorm::kMax, 21}})
+    for (const Selection selection : {Selection::kBlock, Selection::kGlobal}) {
         SparseOptions o;
+        o.selection = selection;
         o.block_size = b;
         o.local_window = 32;
         o.mass_norm = mn;
@@ -166,10 +168,12 @@ TEST(Calibration, HostSelectionMatchesCpuOps) {
                                 static_cast<float>(o.alpha), mn};
             ASSERT_TRUE(ops::block_score(Device::kCpu, bs).ok());
             ASSERT_TRUE(ops::block_budget(Device::kCpu, BlockBudgetParams{hs.view(), psi.view(), keep.view(), b}).ok());
-            ASSERT_TRUE(ops::token_select(Device::kCpu, TokenSelectParams{scores.view(), keep.view(), sel.view(), nsel.view(), b, pool}).ok());
+            ASSERT_TRUE(ops::token_select(Device::kCpu, TokenSelectParams{scores.view(), keep.view(), sel.view(), nsel.view(), b, pool,
+                                                                              selection == Selection::kGlobal}).ok());
             const int32_t m = nsel.data<int32_t>()[0];
             const std::vector<int32_t> theirs(sel.data<int32_t>(), sel.data<int32_t>() + m);
-            EXPECT_EQ(mine.value(), theirs) << "mu " << c.mu << " pool " << pool;
+            EXPECT_EQ(mine.value(), theirs) << "mu " << c.mu << " pool " << pool << " "
+                                            << selection_name(selection);
         }
     }
 }

@@ -69,6 +69,17 @@ TEST(SparseOptions, MassNormNames) {
     EXPECT_STREQ(mass_norm_name(MassNorm::kNone), "none");
 }
 
+TEST(SparseOptions, SelectionNames) {
+    EXPECT_EQ(SparseOptions().selection, Selection::kBlock);  // the paper by default
+    EXPECT_EQ(parse_selection("block").value(), Selection::kBlock);
+    EXPECT_EQ(parse_selection("global").value(), Selection::kGlobal);
+    const auto bad = parse_selection("topk");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_TRUE(names(bad.status(), "selection", "topk"));
+    EXPECT_STREQ(selection_name(Selection::kGlobal), "global");
+    EXPECT_STREQ(selection_name(Selection::kBlock), "block");
+}
+
 // M3: n = max(0, floor((L - w) / b)); the band [n b, L) has length in [w, w + b - 1].
 TEST(SparseGeometry, CandidateBlocks) {
     EXPECT_EQ(n_candidate_blocks(0, 64, 16), 0);

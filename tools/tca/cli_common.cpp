@@ -51,6 +51,9 @@ void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
     flags.add_int("pool", &f->pool, "tca without --budget-file: rank a block's tokens by the largest "
                   "importance within +-N positions, so a span is kept with its attended start (0 = the "
                   "paper; a budget file carries its own)");
+    flags.add_string("select", &f->selection, "S", "tca without --budget-file: which tokens fill a "
+                     "head's budget: block (the paper: each block its own t_j best) or global (the "
+                     "sum of the t_j best of all candidate tokens; a budget file carries its own)");
     flags.add_int("kv-budget", &f->kv_budget, "streaming/snapkv/oracle: tokens kept per KV head");
     flags.add_int("n-sink", &f->n_sink, "streaming: first tokens always kept");
     flags.add_int("obs-window", &f->obs_window, "snapkv: last prompt queries that score the prompt");
@@ -76,6 +79,9 @@ Result<AttentionPolicy> policy_from_flags(const std::string& attention, const Po
         return usage_error("--pool must be in [0, %d], got %lld", kMaxPool, static_cast<long long>(f.pool));
     }
     o.pool = static_cast<int>(f.pool);
+    Result<Selection> sel = parse_selection(f.selection);
+    if (!sel.ok()) return usage_error("--select must be block or global, got '%s'", f.selection.c_str());
+    o.selection = sel.value();
     if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
     Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
     if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());

@@ -25,7 +25,7 @@ namespace {
 
 struct CalibrateFlags {
     std::string model, file, out, heatmap, mass_norm = "max", tokenizer, device = "cpu",
-                statistic = "total";
+                statistic = "total", selection = "block";
     int64_t ctx = 4096, block_size = 128, local_window = 4096, obs_window = 1, row_stride = 1,
             threads = 0, pool = 0;
     double tau = 0.9, alpha = 0.5, min_keep = 0.0;
@@ -54,6 +54,9 @@ Result<CalibrationOptions> options_from_flags(const CalibrateFlags& f) {
     TCA_ASSIGN_OR_RETURN(opt.sparse.local_window, as_int(f.local_window, "local-window"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.obs_window, as_int(f.obs_window, "obs-window"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.pool, as_int(f.pool, "pool"));
+    Result<Selection> sel = parse_selection(f.selection);
+    if (!sel.ok()) return usage_error("--select must be block or global, got '%s'", f.selection.c_str());
+    opt.sparse.selection = sel.value();
     opt.sparse.alpha = f.alpha;
     opt.sparse.tau = f.tau;
     Result<MassNorm> mn = parse_mass_norm(f.mass_norm);
@@ -239,6 +242,9 @@ int cmd_calibrate(const std::vector<std::string>& args) {
                      "share of its candidate tokens (candidates below it are not valid; 0 = the paper)");
     flags.add_int("pool", &f.pool, "rank a block's tokens by the largest importance within +-N "
                   "positions (tca-method M5 option; stored in the budget file; 0 = the paper)");
+    flags.add_string("select", &f.selection, "S", "which tokens fill a head's budget: block (the "
+                     "paper: each block its own t_j best) or global (the sum of the t_j best of all "
+                     "candidate tokens; tca-method M5 option, stored in the budget file)");
     flags.add_int("row-stride", &f.row_stride, "use every S-th query row for the statistic (long texts)");
     flags.add_int("threads", &f.threads, "worker threads (0 = all cores)");
     flags.add_string("device", &f.device, "D", "where the forward pass runs: cpu or cuda (the "

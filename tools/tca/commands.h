@@ -54,6 +54,7 @@ struct PolicyFlags {
     std::string budget_file, mass_norm = "max";
     int64_t block_size = 128, local_window = 4096, kv_budget = 1024, n_sink = 4, obs_window = 32,
             pool = 0;
+    std::string selection = "block";
     double keep = 0.2, alpha = 0.5, min_prefill_gain = 1.3;
 };
 void add_policy_flags(FlagSet& flags, PolicyFlags* f);

@@ -172,29 +172,45 @@ Status token_select(const TokenSelectParams& p) {
             pool_max(s, n_kv, nb * b, p.pool, pooled.data());
             ps = pooled.data();
         }
-        int32_t* sel = &i32_at(p.selected, kvh, 0);
-        std::vector<int32_t> idx(static_cast<size_t>(b));
-        int64_t n = 0;
+        // Largest (pooled) scores first, then the own score, then the lower position: a strict
+        // total order (ps == s without pooling).
+        auto better = [&](int32_t a, int32_t c) {
+            if (ps[a] != ps[c]) return ps[a] > ps[c];
+            return s[a] != s[c] ? s[a] > s[c] : a < c;
+        };
+        int64_t total = 0;
         for (int64_t j = 0; j < nb; ++j) {
             const int32_t t = i32_at(p.keep, kvh, j);
             TCA_ASSERT(t >= 0 && t <= b, "keep[%lld] = %d outside [0, %lld]",
                        static_cast<long long>(j), t, static_cast<long long>(b));
+            total += t;
+        }
+        int32_t* out = &i32_at(p.selected, kvh, 0);
+        if (p.global) {  // the `total` best of the whole region (Selection::kGlobal)
+            std::vector<int32_t> idx(static_cast<size_t>(nb * b));
+            std::iota(idx.begin(), idx.end(), int32_t{0});
+            if (total > 0 && total < nb * b) {
+                std::nth_element(idx.begin(), idx.begin() + (total - 1), idx.end(), better);
+                std::sort(idx.begin(), idx.begin() + total);
+            }
+            std::copy(idx.begin(), idx.begin() + total, out);
+            p.n_selected.ptr<int32_t>()[kvh * p.n_selected.stride[0]] = static_cast<int32_t>(total);
+            return;
+        }
+        int64_t n = 0;
+        std::vector<int32_t> idx(static_cast<size_t>(b));
+        for (int64_t j = 0; j < nb; ++j) {
+            const int32_t t = i32_at(p.keep, kvh, j);
             const int32_t first = static_cast<int32_t>(j * b);
             if (t == b) {
-                for (int32_t i = 0; i < t; ++i) sel[n++] = first + i;
+                for (int32_t i = 0; i < t; ++i) out[n++] = first + i;
                 continue;
             }
             if (t == 0) continue;
             std::iota(idx.begin(), idx.end(), first);
-            // Largest (pooled) scores first, then the own score, then the lower position: a
-            // strict total order (ps == s without pooling).
-            auto better = [&](int32_t a, int32_t c) {
-                if (ps[a] != ps[c]) return ps[a] > ps[c];
-                return s[a] != s[c] ? s[a] > s[c] : a < c;
-            };
             std::nth_element(idx.begin(), idx.begin() + (t - 1), idx.end(), better);
             std::sort(idx.begin(), idx.begin() + t);
-            for (int32_t i = 0; i < t; ++i) sel[n++] = idx[static_cast<size_t>(i)];
+            for (int32_t i = 0; i < t; ++i) out[n++] = idx[static_cast<size_t>(i)];
         }
         p.n_selected.ptr<int32_t>()[kvh * p.n_selected.stride[0]] = static_cast<int32_t>(n);
     });

@@ -504,6 +504,100 @@ select_block(const float* scores, int64_t ss0, int64_t ss1, int64_t n_kv, int po
     }
 }
 
+// ---- token_select, global (Selection::kGlobal) --------------------------------------------------
+//
+// The head's T = sum_j keep[j] best tokens of the region, found as per-block counts: the
+// T-th largest key K (8 radix passes of 8 bits over 64-bit keys), then block j keeps its
+// tokens above K plus its share of the K-ties by position. select_block then picks each
+// block's best keep[j] tokens, which are exactly the global set's members in that block (the
+// order is the same strict total order).
+
+constexpr int kGlobalThreads = 1024;
+
+// A float's bits as an unsigned integer with the same order.
+__device__ __forceinline__ uint32_t ordered_bits(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// keys[kvh][i] = (ordered pooled score << 32) | ordered own score, i in [0, n); grid (chunks,
+// heads). pooled: the max over [i - pool, i + pool] clipped to [0, n_kv).
+__global__ void global_keys(const float* scores, int64_t ss0, int64_t ss1, int64_t n_kv, int pool,
+                            int64_t n, uint64_t* keys) {
+    const int64_t kvh = blockIdx.y;
+    const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float* row = scores + kvh * ss0;
+    const float own = row[i * ss1];
+    float m = own;
+    const int64_t lo = i - pool < 0 ? 0 : i - pool, hi = i + pool < n_kv - 1 ? i + pool : n_kv - 1;
+    for (int64_t c = lo; c <= hi; ++c) m = fmaxf(m, row[c * ss1]);
+    keys[kvh * n + i] = (static_cast<uint64_t>(ordered_bits(m)) << 32) | ordered_bits(own);
+}
+
+// One CTA per head: keep_out[kvh][j] for the global selection of T = sum_j keep[j] tokens.
+__global__ void __launch_bounds__(kGlobalThreads)
+global_counts(const uint64_t* keys, const int32_t* keep, int64_t ks0, int64_t ks1, int64_t nb, int b,
+              int32_t* keep_out) {
+    __shared__ unsigned hist[256];
+    __shared__ int digit_s;
+    __shared__ long long rem_s;
+    const int64_t kvh = blockIdx.x, n = nb * b;
+    const uint64_t* key = keys + kvh * n;
+    int32_t* out = keep_out + kvh * nb;
+    const int tid = static_cast<int>(threadIdx.x);
+    const int64_t per = (nb + kGlobalThreads - 1) / kGlobalThreads;
+    const int64_t j0 = min(nb, tid * per), j1 = min(nb, j0 + per);
+    int local = 0;
+    for (int64_t j = j0; j < j1; ++j) local += clamp_keep(keep[kvh * ks0 + j * ks1], b);
+    int total = 0;
+    (void)block_exclusive_scan(local, &total);
+    if (total == 0 || total >= n) {  // uniform over the CTA
+        for (int64_t j = tid; j < nb; j += kGlobalThreads) out[j] = total == 0 ? 0 : b;
+        return;
+    }
+    // The total-th largest key: prefix/mask fix its top bits, rem = its rank among the keys
+    // that share them.
+    uint64_t prefix = 0, mask = 0;
+    long long rem = total;
+    for (int shift = 56; shift >= 0; shift -= 8) {
+        for (int d = tid; d < 256; d += kGlobalThreads) hist[d] = 0;
+        __syncthreads();
+        for (int64_t i = tid; i < n; i += kGlobalThreads) {
+            const uint64_t k = key[i];
+            if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 0xFFu], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            long long above = 0;
+            int d = 255;
+            for (; d > 0 && above + hist[d] < rem; --d) above += hist[d];
+            digit_s = d;
+            rem_s = rem - above;
+        }
+        __syncthreads();
+        prefix |= static_cast<uint64_t>(digit_s) << shift;
+        mask |= uint64_t{0xFF} << shift;
+        rem = rem_s;
+        __syncthreads();
+    }
+    // Keys equal to prefix: the first rem of them by position are taken.
+    int ties = 0;
+    for (int64_t i = j0 * b; i < j1 * b; ++i) ties += key[i] == prefix;
+    int all_ties = 0;
+    long long before = block_exclusive_scan(ties, &all_ties);
+    for (int64_t j = j0; j < j1; ++j) {
+        int above = 0, eq = 0;
+        for (int64_t i = j * b; i < (j + 1) * b; ++i) {
+            above += key[i] > prefix;
+            eq += key[i] == prefix;
+        }
+        const long long take = rem - before < 0 ? 0 : (rem - before > eq ? eq : rem - before);
+        out[j] = above + static_cast<int>(take);
+        before += eq;
+    }
+}
+
 // ---- kv_gather --------------------------------------------------------------------------------
 
 constexpr int kGatherWarps = 8;
@@ -627,19 +721,36 @@ Status token_select(const TokenSelectParams& p) {
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1];
     const int b = p.block_size;
     if (hkv == 0) return Status();
-    TCA_ASSIGN_OR_RETURN(void* sp, scratch(static_cast<size_t>(std::max<int64_t>(1, hkv * nb)) * sizeof(int32_t), 0));
+    const size_t per_head = static_cast<size_t>(std::max<int64_t>(1, hkv * nb));
+    TCA_ASSIGN_OR_RETURN(void* sp, scratch(2 * per_head * sizeof(int32_t), 0));
     int32_t* offsets = static_cast<int32_t*>(sp);
     cudaStream_t st = cu_stream();
+    // The per-block counts select_block uses: keep itself, or the global selection's.
+    const int32_t* keep = p.keep.ptr<int32_t>();
+    int64_t ks0 = p.keep.stride[0], ks1 = p.keep.stride[1];
+    if (p.global && nb > 0) {
+        const int64_t n = nb * b;
+        TCA_ASSIGN_OR_RETURN(void* kp, scratch(static_cast<size_t>(hkv * n) * sizeof(uint64_t), 1));
+        int32_t* counts = offsets + per_head;
+        global_keys<<<dim3(static_cast<unsigned>((n + 255) / 256), static_cast<unsigned>(hkv)), 256, 0, st>>>(
+            p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.scores.shape[1], p.pool, n,
+            static_cast<uint64_t*>(kp));
+        TCA_RETURN_IF_ERROR(launch_status("token_select global keys kernel"));
+        global_counts<<<static_cast<unsigned>(hkv), kGlobalThreads, 0, st>>>(
+            static_cast<const uint64_t*>(kp), keep, ks0, ks1, nb, b, counts);
+        TCA_RETURN_IF_ERROR(launch_status("token_select global counts kernel"));
+        keep = counts;
+        ks0 = nb;
+        ks1 = 1;
+    }
     select_offsets<<<static_cast<unsigned>(hkv), kScanThreads, 0, st>>>(
-        p.keep.ptr<int32_t>(), p.keep.stride[0], p.keep.stride[1], nb, b, offsets,
-        p.n_selected.ptr<int32_t>(), p.n_selected.stride[0]);
+        keep, ks0, ks1, nb, b, offsets, p.n_selected.ptr<int32_t>(), p.n_selected.stride[0]);
     TCA_RETURN_IF_ERROR(launch_status("token_select offsets kernel"));
     if (nb == 0) return Status();
     const size_t smem = static_cast<size_t>(2 * b + 2 * p.pool) * sizeof(float);
     select_block<<<dim3(static_cast<unsigned>(nb), static_cast<unsigned>(hkv)), kSelectThreads, smem, st>>>(
-        p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.scores.shape[1], p.pool,
-        p.keep.ptr<int32_t>(),
-        p.keep.stride[0], p.keep.stride[1], nb, b, offsets, p.selected.ptr<int32_t>(),
+        p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.scores.shape[1], p.pool, keep,
+        ks0, ks1, nb, b, offsets, p.selected.ptr<int32_t>(),
         p.selected.stride[0], p.selected.stride[1]);
     return launch_status("token_select block kernel");
 }
