@@ -514,9 +514,10 @@ select_block(const float* scores, int64_t ss0, int64_t ss1, int64_t n_kv, int po
 
 constexpr int kGlobalThreads = 1024;
 
-// A float's bits as an unsigned integer with the same order.
+// A float's bits as an unsigned integer with the same order (-0 and +0 equal, as the CPU's
+// float comparison has them).
 __device__ __forceinline__ uint32_t ordered_bits(float f) {
-    const uint32_t u = __float_as_uint(f);
+    const uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
@@ -721,8 +722,8 @@ Status token_select(const TokenSelectParams& p) {
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1];
     const int b = p.block_size;
     if (hkv == 0) return Status();
-    const size_t per_head = static_cast<size_t>(std::max<int64_t>(1, hkv * nb));
-    TCA_ASSIGN_OR_RETURN(void* sp, scratch(2 * per_head * sizeof(int32_t), 0));
+    const size_t n_counts = static_cast<size_t>(std::max<int64_t>(1, hkv * nb));
+    TCA_ASSIGN_OR_RETURN(void* sp, scratch(2 * n_counts * sizeof(int32_t), 0));
     int32_t* offsets = static_cast<int32_t*>(sp);
     cudaStream_t st = cu_stream();
     // The per-block counts select_block uses: keep itself, or the global selection's.
@@ -731,7 +732,7 @@ Status token_select(const TokenSelectParams& p) {
     if (p.global && nb > 0) {
         const int64_t n = nb * b;
         TCA_ASSIGN_OR_RETURN(void* kp, scratch(static_cast<size_t>(hkv * n) * sizeof(uint64_t), 1));
-        int32_t* counts = offsets + per_head;
+        int32_t* counts = offsets + n_counts;
         global_keys<<<dim3(static_cast<unsigned>((n + 255) / 256), static_cast<unsigned>(hkv)), 256, 0, st>>>(
             p.scores.ptr<float>(), p.scores.stride[0], p.scores.stride[1], p.scores.shape[1], p.pool, n,
             static_cast<uint64_t*>(kp));
