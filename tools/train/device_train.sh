@@ -11,11 +11,11 @@
 # trains for TRAIN_MIN minutes; train-eval then converts the portable checkpoint to the shipped
 # GGUF (q8_0) and evaluates it for EVAL_MIN minutes (tools/train/eval_model.py); eval evaluates
 # the shipped models/tca-long-14m.q8_0.gguf without training, after the CUDA token-selection
-# parity tests when the bundle has them (scripts/device.sh pack), further arguments going to
-# eval_model.py.
+# parity tests when the bundle has them (scripts/device.sh pack), with the whole CUDA test suite
+# running beside the evaluation, further arguments going to eval_model.py.
 # Carry: tools/train/data, .device (scripts/device.sh pack tca), and tools/train/runs/portable
 # when resuming on a cold machine. $OUT gets at most 8 files: train.log, portable.tar.NN,
-# loss.csv (and eval_summary.{json,md}, eval_files.tar.gz).
+# loss.csv (and eval_summary.{json,md}, eval_files.tar.gz; eval.log, cuda_tests.log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 usage="usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN] | eval EVAL_MIN [eval_model.py args]"
@@ -30,14 +30,24 @@ if [ "$mode" = eval ]; then
     LOG=$OUT/eval.log
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$LOG"
     tests=$(dirname "${TCA_BIN:?run through scripts/device.sh exec}")/tca_cuda_tests
+    suite_pid=""
     if [ -x "$tests" ]; then
         timeout 120 "$tests" --gtest_filter='*TokenSelect*:*TokenImportance*:*BlockScore*:*BlockBudget*' \
             --gtest_brief=1 2>&1 | tail -n 15 | tee -a "$LOG"
         echo "cuda selection tests: exit ${PIPESTATUS[0]}" | tee -a "$LOG"
+        # The whole CUDA suite beside the evaluation (CUDA_SUITE=0 skips it): its log is
+        # $OUT/cuda_tests.log, failures and the summary only.
+        if [ "${CUDA_SUITE:-1}" = 1 ]; then
+            (timeout "${CUDA_SUITE_S:-300}" "$tests" --gtest_brief=1 >"$OUT/cuda_tests.log" 2>&1
+             echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log") &
+            suite_pid=$!
+        fi
     fi
     python3 tools/train/eval_model.py --tca "$TCA_BIN" --model models/tca-long-14m.q8_0.gguf --out "$OUT" \
         --minutes "$eval_min" "$@" 2>&1 | tee -a "$LOG"
-    exit "${PIPESTATUS[0]}"
+    rc=${PIPESTATUS[0]}
+    [ -n "$suite_pid" ] && wait "$suite_pid"
+    exit "$rc"
 fi
 train_min=${2:?$usage}
 eval_min=${3:-5}
