@@ -3,7 +3,7 @@
 # given arguments. With no arguments it runs the main job: the model that ships with the project
 # (models/tca-long-14m.q8_0.gguf, tools/train) answers a needle-in-a-haystack question over a
 # 16K-token document on this CPU, once with dense attention and once with TCA (budgets
-# calibrated at tau 0.9 with pooled selection, a 32-query observation window and a 0.25
+# calibrated at tau 0.9 with pooled global selection, a 32-query observation window and a 0.25
 # floor, models/tca-long-14m.budgets.json); it prints each answer, the time and the KV cache
 # each one held.
 set -euo pipefail
