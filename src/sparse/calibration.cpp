@@ -266,43 +266,13 @@ Result<std::vector<int32_t>> select_positions(const std::vector<float>& importan
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t c) { return h[a] > h[c]; });
     std::vector<int32_t> keep(nb);
     for (size_t r = 0; r < nb; ++r) keep[order[r]] = psi[r];
-    // Top keep[j] tokens of each block by the pooled s, then s, then the lower position (M5;
-    // pooled = s when opt.pool == 0), as the token_select op; Selection::kGlobal: the
-    // sum_j keep[j] best of the whole region under the same order.
-    std::vector<float> pooled(static_cast<size_t>(n_blocks * b));
-    pool_max(importance.data(), static_cast<int64_t>(importance.size()), n_blocks * b, opt.pool,
-             pooled.data());
-    auto better = [&](int32_t a, int32_t c) {
-        const float pa = pooled[static_cast<size_t>(a)], pc = pooled[static_cast<size_t>(c)];
-        if (pa != pc) return pa > pc;
-        const float sa = importance[static_cast<size_t>(a)];
-        const float sc = importance[static_cast<size_t>(c)];
-        return sa != sc ? sa > sc : a < c;
-    };
-    std::vector<int32_t> selected;
-    if (opt.selection == Selection::kGlobal) {
-        int64_t total = 0;
-        for (const int32_t t : keep) total += t;
-        selected.resize(static_cast<size_t>(n_blocks * b));
-        std::iota(selected.begin(), selected.end(), int32_t{0});
-        if (total > 0 && total < n_blocks * b) {
-            std::nth_element(selected.begin(), selected.begin() + (total - 1), selected.end(), better);
-        }
-        selected.resize(static_cast<size_t>(total));
-        std::sort(selected.begin(), selected.end());
-        return selected;
-    }
-    std::vector<int32_t> idx(static_cast<size_t>(b));
-    for (size_t j = 0; j < nb; ++j) {
-        const int32_t t = keep[j];
-        const auto first = static_cast<int32_t>(j * static_cast<size_t>(b));
-        std::iota(idx.begin(), idx.end(), first);
-        if (t < b) {
-            std::nth_element(idx.begin(), idx.begin() + t, idx.end(), better);
-            std::sort(idx.begin(), idx.begin() + t);
-        }
-        selected.insert(selected.end(), idx.begin(), idx.begin() + t);
-    }
+    // Top keep[j] tokens of each block (or the sum of keep best of the region, global) by the
+    // pooled s, then s, then the lower position: the token_select op's own host selection.
+    std::vector<int32_t> selected(static_cast<size_t>(n_blocks * b));
+    const int64_t n_sel = select_tokens(importance.data(), static_cast<int64_t>(importance.size()),
+                                        keep.data(), n_blocks, static_cast<int>(b), opt.pool,
+                                        opt.selection == Selection::kGlobal, selected.data());
+    selected.resize(static_cast<size_t>(n_sel));
     return selected;
 }
 

@@ -1,7 +1,9 @@
 // Validation and names for SparseOptions (sparse_options.h).
 #include "sparse/sparse_options.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 namespace tca {
@@ -34,6 +36,49 @@ void pool_max(const float* s, int64_t n, int64_t n_out, int pool, float* out) {
         while (window[front] < i - pool) ++front;
         out[i] = s[window[front]];
     }
+}
+
+int64_t select_tokens(const float* s, int64_t n, const int32_t* keep, int64_t n_blocks, int b,
+                      int pool, bool global, int32_t* out) {
+    const int64_t region = n_blocks * b;
+    std::vector<float> pooled;
+    const float* ps = s;
+    if (pool > 0) {
+        pooled.resize(static_cast<size_t>(region));
+        pool_max(s, n, region, pool, pooled.data());
+        ps = pooled.data();
+    }
+    // A strict total order: pooled score, own score, lower position.
+    auto better = [&](int32_t a, int32_t c) {
+        if (ps[a] != ps[c]) return ps[a] > ps[c];
+        return s[a] != s[c] ? s[a] > s[c] : a < c;
+    };
+    if (global) {
+        const int64_t total = std::accumulate(keep, keep + n_blocks, int64_t{0});
+        std::vector<int32_t> idx(static_cast<size_t>(region));
+        std::iota(idx.begin(), idx.end(), int32_t{0});
+        if (total > 0 && total < region) {
+            std::nth_element(idx.begin(), idx.begin() + (total - 1), idx.end(), better);
+            std::sort(idx.begin(), idx.begin() + total);
+        }
+        std::copy(idx.begin(), idx.begin() + total, out);
+        return total;
+    }
+    int64_t count = 0;
+    std::vector<int32_t> idx(static_cast<size_t>(b));
+    for (int64_t j = 0; j < n_blocks; ++j) {
+        const int32_t t = keep[j];
+        const auto first = static_cast<int32_t>(j * b);
+        if (t == 0) continue;
+        std::iota(idx.begin(), idx.end(), first);
+        if (t < b) {
+            std::nth_element(idx.begin(), idx.begin() + (t - 1), idx.end(), better);
+            std::sort(idx.begin(), idx.begin() + t);
+        }
+        std::copy(idx.begin(), idx.begin() + t, out + count);
+        count += t;
+    }
+    return count;
 }
 
 Status validate_block_size(int64_t block_size) {

@@ -48,6 +48,15 @@ struct SparseOptions {
 // clipped to [0, n), for i in [0, n_out) (n_out <= n); a sliding-window maximum, O(n).
 void pool_max(const float* s, int64_t n, int64_t n_out, int pool, float* out);
 
+// Token selection of one head on the host (M5 and its pool/global options), shared by the CPU
+// token_select op and the calibration: from n_blocks blocks of b tokens with scores s[0, n)
+// (n >= n_blocks * b), block j keeps its keep[j] best tokens (each in [0, b]), or, when global,
+// the head keeps the sum of keep best tokens of the whole region. Best: the larger pooled score
+// (pool_max; s itself when pool == 0), then the larger s, then the lower position. Writes the
+// positions ascending to out (capacity n_blocks * b) and returns their count.
+int64_t select_tokens(const float* s, int64_t n, const int32_t* keep, int64_t n_blocks, int b,
+                      int pool, bool global, int32_t* out);
+
 // Every parameter checked; the message names the parameter and its value.
 Status validate(const SparseOptions& opt);
 Status validate_block_size(int64_t block_size);

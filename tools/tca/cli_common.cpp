@@ -79,15 +79,19 @@ Result<AttentionPolicy> policy_from_flags(const std::string& attention, const Po
         return usage_error("--pool must be in [0, %d], got %lld", kMaxPool, static_cast<long long>(f.pool));
     }
     o.pool = static_cast<int>(f.pool);
-    Result<Selection> sel = parse_selection(f.selection);
-    if (!sel.ok()) return usage_error("--select must be block or global, got '%s'", f.selection.c_str());
-    o.selection = sel.value();
+    TCA_ASSIGN_OR_RETURN(o.selection, parse_select_flag(f.selection));
     if (Status s = validate(o); !s.ok()) return Status(StatusCode::kUsage, s.message());
     Result<HeadConfig> cfg = config_for_keep_fraction(f.keep, o.block_size);
     if (!cfg.ok()) return Status(StatusCode::kUsage, "--keep: " + cfg.status().message());
     p.budgets.options = o;
     p.uniform = *cfg;  // expanded to every layer and KV head by the engine
     return p;
+}
+
+Result<Selection> parse_select_flag(const std::string& name) {
+    Result<Selection> sel = parse_selection(name);
+    if (!sel.ok()) return usage_error("--select must be block or global, got '%s'", name.c_str());
+    return sel;
 }
 
 Result<Device> parse_device(const std::string& name) {

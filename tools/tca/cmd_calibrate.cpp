@@ -54,9 +54,7 @@ Result<CalibrationOptions> options_from_flags(const CalibrateFlags& f) {
     TCA_ASSIGN_OR_RETURN(opt.sparse.local_window, as_int(f.local_window, "local-window"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.obs_window, as_int(f.obs_window, "obs-window"));
     TCA_ASSIGN_OR_RETURN(opt.sparse.pool, as_int(f.pool, "pool"));
-    Result<Selection> sel = parse_selection(f.selection);
-    if (!sel.ok()) return usage_error("--select must be block or global, got '%s'", f.selection.c_str());
-    opt.sparse.selection = sel.value();
+    TCA_ASSIGN_OR_RETURN(opt.sparse.selection, parse_select_flag(f.selection));
     opt.sparse.alpha = f.alpha;
     opt.sparse.tau = f.tau;
     Result<MassNorm> mn = parse_mass_norm(f.mass_norm);

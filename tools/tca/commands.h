@@ -37,6 +37,8 @@ inline constexpr const char* kKvTypeHelp =
     "KV cache storage: f32, f16 or bf16 (unset: f32 on cpu, bf16 on cuda)";
 // --device cpu|cuda.
 Result<Device> parse_device(const std::string& name);
+// --select (run, eval, calibrate): block or global (SparseOptions::selection); else a usage error.
+Result<Selection> parse_select_flag(const std::string& name);
 // -m left empty: $TCA_MODEL if set, else the model that ships with the project
 // (kShippedModel in the source tree); a usage error when neither exists.
 inline constexpr const char* kShippedModel = "models/tca-long-14m.q8_0.gguf";

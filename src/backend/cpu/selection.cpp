@@ -163,55 +163,15 @@ Status token_select(const TokenSelectParams& p) {
     const int64_t hkv = p.scores.shape[0], nb = p.keep.shape[1], b = p.block_size;
     const int64_t n_kv = p.scores.shape[1];
     thread_pool().parallel_for(hkv, [&](int64_t kvh, int) {
-        const float* s = &f32_at(p.scores, kvh, 0);
-        // Ranking score: s, or its max over [i - pool, i + pool] (M5 pool option).
-        std::vector<float> pooled;
-        const float* ps = s;
-        if (p.pool > 0) {
-            pooled.resize(static_cast<size_t>(nb * b));
-            pool_max(s, n_kv, nb * b, p.pool, pooled.data());
-            ps = pooled.data();
-        }
-        // Largest (pooled) scores first, then the own score, then the lower position: a strict
-        // total order (ps == s without pooling).
-        auto better = [&](int32_t a, int32_t c) {
-            if (ps[a] != ps[c]) return ps[a] > ps[c];
-            return s[a] != s[c] ? s[a] > s[c] : a < c;
-        };
-        int64_t total = 0;
+        std::vector<int32_t> keep(static_cast<size_t>(nb));
         for (int64_t j = 0; j < nb; ++j) {
             const int32_t t = i32_at(p.keep, kvh, j);
             TCA_ASSERT(t >= 0 && t <= b, "keep[%lld] = %d outside [0, %lld]",
                        static_cast<long long>(j), t, static_cast<long long>(b));
-            total += t;
+            keep[static_cast<size_t>(j)] = t;
         }
-        int32_t* out = &i32_at(p.selected, kvh, 0);
-        if (p.global) {  // the `total` best of the whole region (Selection::kGlobal)
-            std::vector<int32_t> idx(static_cast<size_t>(nb * b));
-            std::iota(idx.begin(), idx.end(), int32_t{0});
-            if (total > 0 && total < nb * b) {
-                std::nth_element(idx.begin(), idx.begin() + (total - 1), idx.end(), better);
-                std::sort(idx.begin(), idx.begin() + total);
-            }
-            std::copy(idx.begin(), idx.begin() + total, out);
-            p.n_selected.ptr<int32_t>()[kvh * p.n_selected.stride[0]] = static_cast<int32_t>(total);
-            return;
-        }
-        int64_t n = 0;
-        std::vector<int32_t> idx(static_cast<size_t>(b));
-        for (int64_t j = 0; j < nb; ++j) {
-            const int32_t t = i32_at(p.keep, kvh, j);
-            const int32_t first = static_cast<int32_t>(j * b);
-            if (t == b) {
-                for (int32_t i = 0; i < t; ++i) out[n++] = first + i;
-                continue;
-            }
-            if (t == 0) continue;
-            std::iota(idx.begin(), idx.end(), first);
-            std::nth_element(idx.begin(), idx.begin() + (t - 1), idx.end(), better);
-            std::sort(idx.begin(), idx.begin() + t);
-            for (int32_t i = 0; i < t; ++i) out[n++] = idx[static_cast<size_t>(i)];
-        }
+        const int64_t n = select_tokens(&f32_at(p.scores, kvh, 0), n_kv, keep.data(), nb,
+                                        static_cast<int>(b), p.pool, p.global, &i32_at(p.selected, kvh, 0));
         p.n_selected.ptr<int32_t>()[kvh * p.n_selected.stride[0]] = static_cast<int32_t>(n);
     });
     return Status();
