@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 #include <map>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +24,30 @@ using Json = nlohmann::ordered_json;
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 double round6(double x) { return std::round(x * 1e6) / 1e6; }
+
+Json rounded(const std::vector<double>& v) {
+    Json a = Json::array();
+    for (double x : v) a.push_back(round6(x));
+    return a;
+}
+
+// Element-wise mean of equal-length vectors; empty when there are none or the lengths differ.
+std::vector<double> mean_of(const std::vector<const std::vector<double>*>& vs) {
+    if (vs.empty() || vs.front()->empty()) return {};
+    std::vector<double> m(vs.front()->size(), 0.0);
+    for (const std::vector<double>* v : vs) {
+        if (v->size() != m.size()) return {};
+        for (size_t i = 0; i < m.size(); ++i) m[i] += (*v)[i];
+    }
+    for (double& x : m) x /= static_cast<double>(vs.size());
+    return m;
+}
+
+double average(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
 
 // ---- chart drawing ---------------------------------------------------------------------
 
@@ -139,6 +165,11 @@ std::string record_json(const EvalRecord& r) {
     j["kv_bytes"] = r.kv_bytes;
     j["prefill_ms"] = std::round(r.prefill_ms * 1000.0) / 1000.0;
     j["prompt_hash"] = r.prompt_hash;
+    if (!r.attn_recall.empty()) {
+        j["attn_recall"] = rounded(r.attn_recall);
+        j["attn_prefill_error"] = rounded(r.attn_prefill_error);
+        j["attn_decode_error"] = rounded(r.attn_decode_error);
+    }
     // Predictions are model output: replace invalid UTF-8 rather than fail.
     return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
@@ -184,9 +215,13 @@ std::vector<EvalSummaryRow> summarize(const std::vector<EvalRecord>& records) {
                 if (ref == dense_runs.end()) ref = dense_runs.find("dense");
                 const std::map<int64_t, double>& dense = ref == dense_runs.end() ? kNone : ref->second;
                 std::vector<double> deltas;
+                std::vector<const std::vector<double>*> recall, prefill_err, decode_err;
                 bool paired = !dense.empty() && label_policy(policy) != "dense";
                 for (const EvalRecord& r : records) {
                     if (r.task != task || r.ctx != ctx || r.policy != policy) continue;
+                    recall.push_back(&r.attn_recall);
+                    prefill_err.push_back(&r.attn_prefill_error);
+                    decode_err.push_back(&r.attn_decode_error);
                     row.accuracy += r.score;
                     row.kv_fraction += r.kv_fraction;
                     ++row.n_samples;
@@ -198,6 +233,9 @@ std::vector<EvalSummaryRow> summarize(const std::vector<EvalRecord>& records) {
                 const auto n = static_cast<double>(row.n_samples);
                 row.accuracy /= n;
                 row.kv_fraction /= n;
+                row.attn_recall = mean_of(recall);
+                row.attn_prefill_error = mean_of(prefill_err);
+                row.attn_decode_error = mean_of(decode_err);
                 if (paired && !deltas.empty()) {
                     row.has_delta = true;
                     double sum = 0;
@@ -241,6 +279,14 @@ std::string summary_json(const std::vector<EvalSummaryRow>& rows, const std::str
             o["delta_vs_dense"] = round6(r.delta);
             o["delta_ci95"] = {round6(r.delta_lo), round6(r.delta_hi)};
         }
+        if (!r.attn_recall.empty()) {
+            o["attn_recall"] = round6(average(r.attn_recall));
+            o["attn_prefill_error"] = round6(average(r.attn_prefill_error));
+            o["attn_decode_error"] = round6(average(r.attn_decode_error));
+            o["attn_recall_by_layer"] = rounded(r.attn_recall);
+            o["attn_prefill_error_by_layer"] = rounded(r.attn_prefill_error);
+            o["attn_decode_error_by_layer"] = rounded(r.attn_decode_error);
+        }
         results.push_back(o);
     }
     j["results"] = results;
@@ -256,6 +302,37 @@ std::string summary_markdown(const std::vector<EvalSummaryRow>& rows) {
         out += strformat("| %s | %lld | %s | %.3f | %.3f | %lld | %s |\n", r.task.c_str(),
                          static_cast<long long>(r.ctx), r.policy.c_str(), r.accuracy, r.kv_fraction,
                          static_cast<long long>(r.n_samples), delta.c_str());
+    }
+    // Attention fidelity per (ctx, policy), the tasks' rows averaged.
+    std::vector<std::pair<int64_t, std::string>> keys;
+    for (const EvalSummaryRow& r : rows) {
+        const std::pair<int64_t, std::string> k{r.ctx, r.policy};
+        if (!r.attn_recall.empty() && std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+    }
+    if (keys.empty()) return out;
+    out += "\nAttention fidelity against dense on the same inputs (per layer, then averaged over layers "
+           "and tasks): recall = dense attention mass of the prompt's last query on the kept KV; errors = "
+           "||out - dense|| / ||dense|| of the prefill output (last probe rows) and of the last query over "
+           "the kept cache.\n\n"
+           "| ctx | policy | recall | prefill error | decode error | recall by layer | decode error by layer |\n"
+           "|---:|---|---:|---:|---:|---|---|\n";
+    for (const auto& [ctx, policy] : keys) {
+        std::vector<const std::vector<double>*> recall, prefill_err, decode_err;
+        for (const EvalSummaryRow& r : rows) {
+            if (r.ctx != ctx || r.policy != policy || r.attn_recall.empty()) continue;
+            recall.push_back(&r.attn_recall);
+            prefill_err.push_back(&r.attn_prefill_error);
+            decode_err.push_back(&r.attn_decode_error);
+        }
+        const std::vector<double> rec = mean_of(recall), pre = mean_of(prefill_err), dec = mean_of(decode_err);
+        auto list = [](const std::vector<double>& v) {
+            std::string s;
+            for (double x : v) s += strformat("%s%.3f", s.empty() ? "" : " ", x);
+            return s;
+        };
+        out += strformat("| %lld | %s | %.4f | %.4f | %.4f | %s | %s |\n", static_cast<long long>(ctx),
+                         policy.c_str(), average(rec), average(pre), average(dec), list(rec).c_str(),
+                         list(dec).c_str());
     }
     return out;
 }

@@ -32,6 +32,9 @@ struct EvalRecord {
     int64_t kv_bytes = 0;      // KV bytes held after the prompt
     double prefill_ms = 0.0;
     std::string prompt_hash;  // fnv1a_hex of the prompt: identical across policies
+    // tca eval --attn-stats: per layer, attention fidelity against dense on the same inputs
+    // (AttentionProbe, runtime/attention_runner.h); empty otherwise.
+    std::vector<double> attn_recall, attn_prefill_error, attn_decode_error;
 };
 std::string record_json(const EvalRecord& r);  // one line, no newline
 
@@ -48,6 +51,8 @@ struct EvalSummaryRow {
     // A tagged label "P:TAG" (tca eval --tag) pairs with "dense:TAG", else with "dense".
     bool has_delta = false;
     double delta = 0.0, delta_lo = 0.0, delta_hi = 0.0;
+    // --attn-stats: the per-layer means over the items (empty when any item lacks them).
+    std::vector<double> attn_recall, attn_prefill_error, attn_decode_error;
 };
 // Rows in first-appearance order of task, then ctx, then policy. The bootstrap resamples
 // items with a fixed seed (1000 resamples), so the summary is deterministic.
@@ -60,6 +65,8 @@ std::string_view label_tag(std::string_view label);
 
 std::string summary_json(const std::vector<EvalSummaryRow>& rows, const std::string& model,
                          uint64_t seed, const std::string& haystack);
+// The results table; with --attn-stats also the attention-fidelity table (per ctx and policy,
+// averaged over tasks: recall and errors averaged over layers, then per layer).
 std::string summary_markdown(const std::vector<EvalSummaryRow>& rows);
 
 // Scatter chart: x = KV fraction, y = accuracy, both [0, 1] with a grid at 0.25 steps; one

@@ -64,6 +64,12 @@ Result<EvalRecord> answer(Engine& engine, const PreparedItem& p, const std::stri
     r.kv_bytes = static_cast<int64_t>(after.kv_bytes);
     r.prefill_ms = after.prefill_ms - before.prefill_ms;
     r.prompt_hash = p.hash;
+    const AttentionProbe& probe = engine.attention().probe();
+    if (probe.rows > 0) {
+        r.attn_recall = probe.recall;
+        r.attn_prefill_error = probe.prefill_error;
+        r.attn_decode_error = probe.decode_error;
+    }
     Sampler greedy(SamplerOptions{}, engine.config().n_vocab);
     std::vector<int32_t> out;
     TCA_RETURN_IF_ERROR(engine.generate(p.item.n_answer_tokens, greedy, [&](int32_t id) {

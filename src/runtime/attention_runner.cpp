@@ -3,6 +3,7 @@
 #include "runtime/attention_runner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -170,9 +171,18 @@ Status AttentionRunner::compact_by_kept(Device device, KvLayer& kv) {
 Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
                             const TensorView& k_new, const TensorView& v_new, KvLayer& kv,
                             int64_t pos0, bool prompt_end, const TensorView& out) {
-    const int64_t n = k_new.shape[0];
     TCA_RETURN_IF_ERROR(ops::kv_append(device, KvAppendParams{k_new, v_new, kv.k.view(), kv.v.view(),
                                                               kv.slot_pos.view(), kv.n_slots.view(), pos0}));
+    // The probe measures a whole prompt in one batch on an empty cache.
+    const bool probing = probe_.rows > 0 && pos0 == 0 && prompt_end;
+    if (probing) TCA_RETURN_IF_ERROR(probe_before(device, q, kv));
+    TCA_RETURN_IF_ERROR(attend(device, layer, q, kv, pos0, prompt_end, out));
+    return probing ? probe_after(device, layer, q, kv, out) : Status();
+}
+
+Status AttentionRunner::attend(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
+                               int64_t pos0, bool prompt_end, const TensorView& out) {
+    const int64_t n = q.shape[1];
     switch (policy_.kind) {
         case AttentionKind::kDense:
             return dense_attend(device, q, kv, pos0, out);
@@ -372,6 +382,86 @@ Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLa
     TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
     return compact_by_kept(device, kv);
+}
+
+Status AttentionRunner::enable_probe(int64_t rows) {
+    TCA_ASSERT(rows >= 1, "probe rows %lld", static_cast<long long>(rows));
+    for (auto [t, shape] : {std::pair{&probe_ref_, std::vector<int64_t>{n_head_, rows, head_dim_}},
+                            std::pair{&probe_probs_, std::vector<int64_t>{n_kv_heads_, ctx_}},
+                            std::pair{&probe_dec_, std::vector<int64_t>{n_head_, 1, head_dim_}}}) {
+        Result<DeviceTensor> d = DeviceTensor::create(*space_, DType::kF32, shape);
+        if (!d.ok()) return Status(d.status().code(), "attention probe scratch: " + d.status().message());
+        *t = std::move(d.value());
+    }
+    if (!space_->is_host() && h_n_slots_.nbytes() == 0) {  // dense runners have no count mirrors yet
+        try {
+            h_n_global_ = HostTensor(DType::kI32, {n_kv_heads_});
+            h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads_});
+        } catch (const std::bad_alloc&) {
+            return out_of_memory("attention probe: cannot allocate");
+        }
+    }
+    probe_ = AttentionProbe{};
+    probe_.rows = rows;
+    return Status();
+}
+
+Status AttentionRunner::probe_before(Device device, const TensorView& q, const KvLayer& kv) {
+    const int64_t L = q.shape[1], rows = std::min(probe_.rows, L);
+    const TensorView k = slice(kv.k.view(), 1, 0, L), v = slice(kv.v.view(), 1, 0, L);
+    TCA_RETURN_IF_ERROR(ops::attention_dense(device, AttentionDenseParams{
+        slice(q, 1, L - rows, rows), k, v, slice(probe_ref_.view(), 1, 0, rows), L - rows, 0.0f}));
+    return ops::token_importance(device, TokenImportanceParams{
+        slice(q, 1, L - 1, 1), k, slice(probe_probs_.view(), 1, 0, L), L - 1, 0.0f});
+}
+
+namespace {
+
+// ||a - b|| / ||b|| over every element (f32 host tensors of one shape); 0 when b is all zero.
+double relative_error(const HostTensor& a, const HostTensor& b) {
+    double diff = 0, ref = 0;
+    for (int64_t i = 0; i < b.numel(); ++i) {
+        const double x = a.data<float>()[i], y = b.data<float>()[i];
+        diff += (x - y) * (x - y);
+        ref += y * y;
+    }
+    return ref > 0 ? std::sqrt(diff / ref) : 0.0;
+}
+
+}  // namespace
+
+Status AttentionRunner::probe_after(Device device, int64_t layer, const TensorView& q, const KvLayer& kv,
+                                    const TensorView& out) {
+    const int64_t L = q.shape[1], rows = std::min(probe_.rows, L);
+    const auto l = static_cast<size_t>(layer);
+    if (layer == 0) probe_ = AttentionProbe{probe_.rows, {}, {}, {}};
+    for (std::vector<double>* v : {&probe_.recall, &probe_.prefill_error, &probe_.decode_error}) {
+        if (v->size() <= l) v->resize(l + 1, 0.0);
+    }
+    // The last query over the cache the policy kept (its first decode step reads this cache).
+    TCA_RETURN_IF_ERROR(ops::decode_attention(device, DecodeAttentionParams{
+        slice(q, 1, L - 1, 1), kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_slots.view(),
+        probe_dec_.view(), L - 1, 0.0f}));
+    const MemorySpace& space = *space_;
+    TCA_ASSIGN_OR_RETURN(HostTensor ref, to_host(slice(probe_ref_.view(), 1, 0, rows), space));
+    TCA_ASSIGN_OR_RETURN(HostTensor got, to_host(slice(out, 1, L - rows, rows), space));
+    TCA_ASSIGN_OR_RETURN(HostTensor dec, to_host(probe_dec_.view(), space));
+    TCA_ASSIGN_OR_RETURN(HostTensor ref_last, to_host(slice(probe_ref_.view(), 1, rows - 1, 1), space));
+    probe_.prefill_error[l] = relative_error(got, ref);
+    probe_.decode_error[l] = relative_error(dec, ref_last);
+    // Recall: the last query's dense attention on the positions each KV head keeps.
+    TCA_ASSIGN_OR_RETURN(HostTensor probs, to_host(slice(probe_probs_.view(), 1, 0, L), space));
+    TCA_ASSIGN_OR_RETURN(HostTensor slot_pos, to_host(slice(kv.slot_pos.view(), 1, 0, L), space));
+    const int32_t *n_global = nullptr, *n_slots = nullptr;
+    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    double recall = 0;
+    for (int64_t h = 0; h < n_kv_heads_; ++h) {
+        const int32_t* pos = slot_pos.data<int32_t>() + h * L;
+        const float* p = probs.data<float>() + h * L;
+        for (int32_t s = 0; s < n_slots[h]; ++s) recall += p[pos[s]];
+    }
+    probe_.recall[l] = recall / static_cast<double>(n_kv_heads_);
+    return Status();
 }
 
 }  // namespace tca

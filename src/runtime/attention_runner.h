@@ -14,6 +14,23 @@
 
 namespace tca {
 
+// Attention fidelity against dense attention on the same inputs, per layer (issue 6,
+// docs/eval.md "Attention fidelity"): measured for a prompt evaluated as one batch on an empty
+// cache, from that layer's own queries, keys and values (so an error is the layer's own, not
+// carried from the layers below). Every entry is [n_layer] for the last prompt measured.
+struct AttentionProbe {
+    int64_t rows = 0;  // the last `rows` prompt queries whose prefill outputs are compared
+    // Dense attention mass of the prompt's last query (softmax over every prompt position, mean
+    // over the query heads) on the positions the cache holds after the prompt; 1 for dense.
+    std::vector<double> recall;
+    // ||out - dense|| / ||dense|| (Frobenius, over heads, rows and dims) of the prefill output
+    // of the last `rows` queries: TCA's sparse prefill (M6); 0 when the prefill is dense.
+    std::vector<double> prefill_error;
+    // The same for the last query attending over the cache the policy kept (what decoding
+    // reads from then on) against its dense output.
+    std::vector<double> decode_error;
+};
+
 // Tensor parallelism: a rank's runner drives KV heads [kv_head0, kv_head0 + n_kv_heads) of a
 // policy written for the whole model (its budgets are sliced to those heads); whether a prompt
 // runs the sparse prefill is still decided over every head of the layer, as on one device.
@@ -30,6 +47,11 @@ public:
     // Selection stage timings of TCA prefill, summed over layers (target P2).
     const TcaStageTimings& tca_timings() const { return timings_; }
     size_t scratch_bytes() const;
+    // Measures AttentionProbe for every prompt evaluated as one batch on an empty cache,
+    // comparing the prefill outputs of its last `rows` queries (rows >= 1). Costs a dense
+    // attention of those rows, one token-importance pass and one decode step per layer.
+    Status enable_probe(int64_t rows);
+    const AttentionProbe& probe() const { return probe_; }
 
     // q [n_head, n, d] (RoPE'd, strided view ok), k_new / v_new [n, n_kv_heads, d] f32, the
     // batch's positions pos0 .. pos0 + n - 1; out [n_head, n, d]. prompt_end marks the last
@@ -41,6 +63,14 @@ public:
 
 private:
     AttentionRunner() = default;
+    // The policy's attention step after the batch's K/V were appended.
+    Status attend(Device device, int64_t layer, const TensorView& q, KvLayer& kv, int64_t pos0,
+                  bool prompt_end, const TensorView& out);
+    // AttentionProbe: the dense reference before the policy's step (the cache still holds every
+    // position), the comparison after it.
+    Status probe_before(Device device, const TensorView& q, const KvLayer& kv);
+    Status probe_after(Device device, int64_t layer, const TensorView& q, const KvLayer& kv,
+                       const TensorView& out);
     Status dense_attend(Device device, const TensorView& q, KvLayer& kv, int64_t pos0,
                         const TensorView& out);
     Status tca_prefill(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
@@ -78,6 +108,11 @@ private:
     HostTensor h_n_global_, h_n_slots_;
     const MemorySpace* space_ = nullptr;
     TcaStageTimings timings_;
+    // AttentionProbe scratch: dense outputs of the probe rows [n_head, rows, d], the last
+    // query's dense attention per KV head [n_kv_heads, ctx], its output over the kept cache
+    // [n_head, 1, d].
+    DeviceTensor probe_ref_, probe_probs_, probe_dec_;
+    AttentionProbe probe_;
 };
 
 }  // namespace tca

@@ -87,6 +87,13 @@ Result<std::unique_ptr<Engine>> Engine::create(const EngineOptions& opt) {
     }
     const int tp = opt.tensor_parallel;
     if (tp < 1 || tp > 64) return usage_error("--tensor-parallel must be in [1, 64], got %d", tp);
+    if (opt.probe_rows < 0) {
+        return usage_error("attention probe rows must be >= 0, got %lld", static_cast<long long>(opt.probe_rows));
+    }
+    if (opt.probe_rows > 0 && tp > 1) {
+        return usage_error("--tensor-parallel %d: the attention probe (--attn-stats) needs the whole "
+                           "model on one device; use --tensor-parallel 1", tp);
+    }
     TCA_RETURN_IF_ERROR(check_tensor_parallel(weights.config, tp));
     if (tp > 1 && opt.device == Device::kCuda) {
         TCA_ASSIGN_OR_RETURN(e->nccl_, create_nccl_communicators(tp));
@@ -151,7 +158,8 @@ Status Engine::create_rank(int r, const std::shared_ptr<const ModelWeights>& wei
                                                     kv_dtype, space.available_bytes(), space));
     TCA_ASSIGN_OR_RETURN(out.attention, AttentionRunner::create(policy, c.n_head, c.n_head_kv, c.head_dim,
                                                                 ctx, kv_dtype, space, r * c.n_head_kv));
-    const bool whole_prompt = opt_.attention.kind == AttentionKind::kTca;
+    if (opt_.probe_rows > 0) TCA_RETURN_IF_ERROR(out.attention->enable_probe(opt_.probe_rows));
+    const bool whole_prompt = opt_.attention.kind == AttentionKind::kTca || opt_.probe_rows > 0;
     const int64_t batch = whole_prompt ? ctx : std::min(opt_.batch_size, ctx);
     // Every rank computes the (replicated) logits; only rank 0's are read.
     Result<std::unique_ptr<RunState>> st = RunState::create(c, batch, opt_.all_logits && r == 0, space);

@@ -51,6 +51,10 @@ struct EngineOptions {
     // projections are all-reduced. On the CPU the ranks split --threads; on cuda rank r runs on
     // GPU r with an NCCL communicator. 1: one unsharded model, no communicator.
     int tensor_parallel = 1;
+    // > 0: measure attention fidelity against dense (AttentionProbe, attention_runner.h) for
+    // every prompt, comparing the prefill outputs of its last probe_rows queries; prompts then
+    // run as one batch (as TCA's do) under every policy. Needs tensor_parallel 1.
+    int64_t probe_rows = 0;
 };
 
 struct EngineStats {

@@ -235,6 +235,17 @@ assert len(rows) == 6 and all(r["n_prompt_tokens"] <= 512 for r in rows), rows' 
     check "tagged row in summary.md" grep -q '^| niah_single_number | 512 | tca:tau0.9 | ' "$e/summary.md"
     check "tagged row printed" grep -q '^| niah_single_number | 512 | dense:tau0.9 | ' "$tmp/out"
     check "tagged run png" test "$(head -c 4 "$e/accuracy_vs_kv.png" | tail -c 3)" = "PNG"
+    # --attn-stats: per-layer recall and errors against dense in every item, and a fidelity table.
+    expect 0 "" -- eval -m "$m" --ctx 512 --n-samples 1 --task niah_single_number,niah_multikey \
+        --attention dense,tca,snapkv --block-size 16 --local-window 64 --keep 0.25 --kv-budget 128 --threads 1 \
+        --attn-stats --out "$tmp/eval5"
+    e=$tmp/eval5
+    check "attn stats in every item" test "$(grep -c '"attn_recall":\[[0-9]' "$e/items.jsonl")" -eq 6 -a \
+        "$(grep -c '"attn_decode_error":\[' "$e/items.jsonl")" -eq 6
+    check "dense recall is 1" test "$(grep '"policy":"dense"' "$e/items.jsonl" | grep -c '"attn_recall":\[1\.0,1\.0,1\.0,1\.0,1\.0')" -eq 2
+    check "tca recall below 1" grep -q '"policy":"tca".*"attn_recall":\[0\.' "$e/items.jsonl"
+    check "fidelity table" grep -q '^| 512 | snapkv | 0\.[0-9]* | 0\.0000 | ' "$e/summary.md"
+    check "fidelity in summary.json" grep -q '"attn_recall_by_layer"' "$e/summary.json"
     expect 1 "--ctx 128 is too small for task niah_multiquery" -- eval -m "$m" --ctx 128 --task niah_multiquery --attention dense
     expect 1 "cannot read haystack file" -- eval -m "$m" --ctx 512 --haystack "$tmp/missing.txt"
 else

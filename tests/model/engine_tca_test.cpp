@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/half.h"
+#include "reference/ref_ops.h"
 #include "runtime/engine.h"
 
 namespace tca {
@@ -413,6 +414,142 @@ TEST_F(EngineTca, CompactedDecodeEqualsMaskedDenseDecode) {
         EXPECT_EQ(checked, 40 * e->config().n_layer * nh);
         EXPECT_GT(compactions, 0) << "decode never compacted a block: the test would not cover M7";
     }
+}
+
+// ---- attention probe (tca eval --attn-stats) --------------------------------------------
+
+// ||a - b|| / ||b||.
+double rel_error(const HostTensor& a, const HostTensor& b) {
+    double d = 0, r = 0;
+    for (int64_t i = 0; i < b.numel(); ++i) {
+        const double x = a.data<float>()[i], y = b.data<float>()[i];
+        d += (x - y) * (x - y);
+        r += y * y;
+    }
+    return std::sqrt(d / r);
+}
+
+HostTensor host_copy(const TensorView& v) {
+    auto h = to_host(v, host_memory());
+    EXPECT_TRUE(h.ok()) << h.status().to_string();
+    return std::move(h).value();
+}
+
+// Dense attention measures nothing lost: recall 1 and no error at every layer.
+TEST_F(EngineTca, ProbeOfDenseIsExact) {
+    EngineOptions opt;
+    opt.model_path = kModel;
+    opt.ctx_size = 400;
+    opt.n_threads = 1;
+    opt.probe_rows = 8;
+    auto e = Engine::create(opt);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    ASSERT_TRUE((*e)->eval((*e)->tokenizer().encode(kStory, true, true), nullptr).ok());
+    const AttentionProbe& p = (*e)->attention().probe();
+    ASSERT_EQ(static_cast<int64_t>(p.recall.size()), (*e)->config().n_layer);
+    for (size_t l = 0; l < p.recall.size(); ++l) {
+        EXPECT_NEAR(p.recall[l], 1.0, 1e-5) << "layer " << l;
+        EXPECT_LT(p.prefill_error[l], 1e-5) << "layer " << l;
+        EXPECT_LT(p.decode_error[l], 1e-5) << "layer " << l;
+    }
+    // Decoding does not touch the measurement of the prompt.
+    const AttentionProbe before = p;
+    greedy(**e, 4);
+    EXPECT_EQ((*e)->attention().probe().recall, before.recall);
+}
+
+// The probe against the float64 reference ops at layer 0, where every policy sees the same
+// queries, keys and values as dense: recall from the dense softmax of the last query over the
+// positions the policy's cache kept, the prefill error of the policy's own output rows, and
+// the decode error of the last query over the kept cache.
+TEST_F(EngineTca, ProbeMatchesTheFloat64ReferenceAtLayerZero) {
+    constexpr int64_t kRows = 8;
+    // Layer 0 of dense: the queries and the whole prompt's K/V.
+    HostTensor q0, k0, v0;
+    int64_t L = 0;
+    LayerObserver dense_obs = [&](int64_t layer, const TensorView& q, const KvLayer& kv, int64_t,
+                                  const TensorView&) -> Status {
+        if (layer != 0) return Status();
+        L = q.shape[1];
+        q0 = host_copy(q);
+        k0 = host_copy(slice(kv.k.view(), 1, 0, L));
+        v0 = host_copy(slice(kv.v.view(), 1, 0, L));
+        return Status();
+    };
+    auto dense = make_engine(AttentionPolicy{});
+    const auto ids = dense->tokenizer().encode(kStory, true, true);
+    ASSERT_TRUE(dense->eval(ids, nullptr, &dense_obs).ok());
+    ASSERT_EQ(L, static_cast<int64_t>(ids.size()));
+    const int64_t nh = q0.view().shape[0], nkv = k0.view().shape[0], d = q0.view().shape[2];
+    const TensorView q_last = slice(q0.view(), 1, L - 1, 1);
+    HostTensor probs(DType::kF32, {nkv, L}), ref_rows(DType::kF32, {nh, kRows, d}), ref_last(DType::kF32, {nh, 1, d});
+    ASSERT_TRUE(ref::token_importance(TokenImportanceParams{q_last, k0.view(), probs.view(), L - 1, 0.0f}).ok());
+    ASSERT_TRUE(ref::attention_dense(AttentionDenseParams{slice(q0.view(), 1, L - kRows, kRows), k0.view(), v0.view(),
+                                                          ref_rows.view(), L - kRows, 0.0f}).ok());
+    ASSERT_TRUE(ref::attention_dense(AttentionDenseParams{q_last, k0.view(), v0.view(), ref_last.view(), L - 1, 0.0f}).ok());
+
+    std::vector<std::pair<std::string, AttentionPolicy>> policies;
+    policies.emplace_back("tca", tca_policy(log_gaussian_config(1.0, 1.0, 8)));
+    for (AttentionKind kind : {AttentionKind::kSnapKv, AttentionKind::kOracle, AttentionKind::kStreaming}) {
+        AttentionPolicy p;
+        p.kind = kind;
+        p.kv_budget = 40;
+        policies.emplace_back(attention_kind_name(kind), p);
+    }
+    for (const auto& [name, policy] : policies) {
+        SCOPED_TRACE(name);
+        EngineOptions opt;
+        opt.model_path = kModel;
+        opt.ctx_size = 400;
+        opt.n_threads = 1;
+        opt.attention = policy;
+        opt.probe_rows = kRows;
+        auto e = Engine::create(opt);
+        ASSERT_TRUE(e.ok()) << e.status().to_string();
+        HostTensor out_rows;
+        LayerObserver obs = [&](int64_t layer, const TensorView&, const KvLayer&, int64_t, const TensorView& out) {
+            if (layer == 0) out_rows = host_copy(slice(out, 1, L - kRows, kRows));
+            return Status();
+        };
+        ASSERT_TRUE((*e)->eval(ids, nullptr, &obs).ok());
+        const KvLayer& kv = (*e)->cache().layer(0);
+        double recall = 0;
+        for (int64_t h = 0; h < nkv; ++h) {
+            const int32_t* pos = kv.slot_pos.data<int32_t>() + h * kv.slot_pos.view().stride[0];
+            for (int32_t s = 0; s < kv.n_slots.data<int32_t>()[h]; ++s) recall += probs.data<float>()[h * L + pos[s]];
+        }
+        recall /= static_cast<double>(nkv);
+        HostTensor kept_last(DType::kF32, {nh, 1, d});
+        ASSERT_TRUE(ref::decode_attention(DecodeAttentionParams{q_last, kv.k.view(), kv.v.view(), kv.slot_pos.view(),
+                                                                kv.n_slots.view(), kept_last.view(), L - 1, 0.0f}).ok());
+        const AttentionProbe& p = (*e)->attention().probe();
+        ASSERT_EQ(static_cast<int64_t>(p.recall.size()), (*e)->config().n_layer);
+        EXPECT_LT(recall, 0.999) << "the policy kept every position: the test would not cover a loss";
+        EXPECT_NEAR(p.recall[0], recall, 1e-5);
+        EXPECT_NEAR(p.prefill_error[0], rel_error(out_rows, ref_rows), 1e-5);
+        EXPECT_NEAR(p.decode_error[0], rel_error(kept_last, ref_last), 1e-5);
+        EXPECT_GT(p.decode_error[0], 1e-4);
+        if (name == "tca") {
+            EXPECT_GT(p.prefill_error[0], 1e-4) << "TCA's sparse prefill differs from dense";
+        } else {
+            EXPECT_LT(p.prefill_error[0], 1e-5) << "the baselines prefill densely";
+        }
+        for (size_t l = 0; l < p.recall.size(); ++l) {
+            EXPECT_GT(p.recall[l], 0.0);
+            EXPECT_LE(p.recall[l], 1.0 + 1e-6);
+        }
+    }
+}
+
+TEST_F(EngineTca, ProbeWithTensorParallelIsAUsageError) {
+    EngineOptions opt;
+    opt.model_path = kModel;
+    opt.ctx_size = 400;
+    opt.probe_rows = 8;
+    opt.tensor_parallel = 2;
+    auto e = Engine::create(opt);
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.status().message().find("--attn-stats"), std::string::npos) << e.status().message();
 }
 
 }  // namespace

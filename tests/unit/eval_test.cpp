@@ -351,6 +351,43 @@ TEST(EvalSummary, RecordLinesAreJsonWithEveryField) {
     EXPECT_EQ(fnv1a_hex(""), "cbf29ce484222325");
 }
 
+// --attn-stats: per-layer lists in items.jsonl; the summary averages them per layer over
+// the items, and the fidelity table averages over tasks, then layers.
+TEST(EvalSummary, AttentionStatsAveragePerLayer) {
+    std::vector<EvalRecord> rs;
+    for (const char* task : {"vt", "cwe"}) {
+        for (int64_t s = 0; s < 2; ++s) {
+            EvalRecord r = rec(task, 512, "tca", s, 1.0, 0.3);
+            const double k = static_cast<double>(s);
+            r.attn_recall = {0.9 + 0.02 * k, 0.8};
+            r.attn_prefill_error = {0.1, 0.2 + 0.2 * k};
+            r.attn_decode_error = {0.05, 0.15};
+            rs.push_back(r);
+        }
+    }
+    rs.push_back(rec("vt", 512, "dense", 0, 1.0, 1.0));  // run without --attn-stats: no lists
+    const nlohmann::json item = nlohmann::json::parse(record_json(rs[1]));
+    ASSERT_EQ(item["attn_recall"].size(), 2u);
+    EXPECT_DOUBLE_EQ(item["attn_recall"][0].get<double>(), 0.92);
+    EXPECT_DOUBLE_EQ(item["attn_prefill_error"][1].get<double>(), 0.4);
+    EXPECT_FALSE(nlohmann::json::parse(record_json(rs.back())).contains("attn_recall"));
+    const std::vector<EvalSummaryRow> rows = summarize(rs);
+    ASSERT_EQ(rows.size(), 3u);
+    ASSERT_EQ(rows[0].attn_recall.size(), 2u);
+    EXPECT_NEAR(rows[0].attn_recall[0], 0.91, 1e-12);
+    EXPECT_NEAR(rows[0].attn_prefill_error[1], 0.3, 1e-12);
+    EXPECT_TRUE(rows[1].attn_recall.empty());  // dense had none
+    const nlohmann::json j = nlohmann::json::parse(summary_json(rows, "m.gguf", 0, "generated"));
+    EXPECT_NEAR(j["results"][0]["attn_recall"].get<double>(), 0.855, 1e-9);
+    EXPECT_NEAR(j["results"][0]["attn_decode_error"].get<double>(), 0.1, 1e-9);
+    EXPECT_EQ(j["results"][0]["attn_recall_by_layer"].size(), 2u);
+    EXPECT_FALSE(j["results"][1].contains("attn_recall"));
+    const std::string md = summary_markdown(rows);
+    EXPECT_NE(md.find("| 512 | tca | 0.8550 | 0.2000 | 0.1000 | 0.910 0.800 | 0.050 0.150 |"), std::string::npos) << md;
+    EXPECT_EQ(md.find("| 512 | dense | "), std::string::npos) << "no fidelity row without stats";
+    EXPECT_EQ(summary_markdown(summarize({rec("vt", 512, "dense", 0, 1.0, 1.0)})).find("fidelity"), std::string::npos);
+}
+
 TEST(EvalSummary, ChartDrawsMarksInsideThePlot) {
     std::vector<EvalRecord> rs = {rec("vt", 512, "dense", 0, 1.0, 1.0), rec("vt", 512, "tca", 0, 0.0, 0.0)};
     const RgbImage img = render_accuracy_chart(summarize(rs));

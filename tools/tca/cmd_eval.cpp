@@ -27,8 +27,11 @@ struct EvalFlags {
     std::vector<int64_t> ctx = {4096};
     int64_t n_samples = 10, seed = 0, threads = 0, max_answer_tokens = 0;
     PolicyFlags policy;
-    bool bos = true, verbose = false;
+    bool bos = true, verbose = false, attn_stats = false;
 };
+
+// --attn-stats: prefill outputs of this many last prompt queries are compared with dense.
+constexpr int64_t kProbeRows = 64;
 
 Status write_text(const std::string& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary);
@@ -215,6 +218,7 @@ Status eval_main(EvalFlags f) {
         p.engine.n_threads = static_cast<int>(f.threads);
         p.engine.kv_dtype = kv_type;
         p.engine.device = device;
+        p.engine.probe_rows = f.attn_stats ? kProbeRows : 0;
         policies.push_back(std::move(p));
     }
     if (policies.empty()) return usage_error("--attention: no policy given");
@@ -319,6 +323,11 @@ int cmd_eval(const std::vector<std::string>& args) {
                      "chart (e.g. tca:tau0.9), so runs with different budget files merge into one table; "
                      "sparse policies pair with dense:TEXT");
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
+    flags.add_bool("attn-stats", &f.attn_stats,
+                   "also measure, per layer, each policy's attention against dense on the same inputs: "
+                   "recall (dense attention mass of the prompt's last query on the KV kept) and the "
+                   "relative output error of the prefill (last 64 queries) and of the last query over "
+                   "the kept cache; prompts then run as one batch under every policy (docs/eval.md)");
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_bool("verbose", &f.verbose, "debug logging (each item's answer)");
     flags.add_string("export-train", &f.export_train, "FILE",

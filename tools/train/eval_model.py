@@ -93,19 +93,28 @@ def summarize(jobs, work):
     over the tasks with niah_single's three value types counted as one task (RULER's 13-task
     average counts them separately; we report both)."""
     rows, avg = {}, {}
+    stats = ("attn_recall", "attn_prefill_error", "attn_decode_error")
     for job in jobs:
+        multi = "," in job.get("attention", "")  # one process, several policies: label by the record's own
         for r in records(os.path.join(work, job["name"])):
-            key = (r["task"], int(r["ctx"]), job["label"])
+            label = f"{r['policy']}{job['label']}" if multi else job["label"]
+            key = (r["task"], int(r["ctx"]), label)
             acc = rows.setdefault(key, {"score": 0.0, "kv": 0.0, "n": 0, "prefill_ms": 0.0})
             acc["score"] += float(r["score"])
             acc["kv"] += float(r["kv_fraction"])
             acc["prefill_ms"] += float(r.get("prefill_ms", 0.0))
             acc["n"] += 1
+            for k in stats:  # tca eval --attn-stats: per-layer lists, summed per layer
+                if k in r:
+                    acc[k] = [x + y for x, y in zip(acc[k], r[k])] if k in acc else list(r[k])
     out = []
     for (task, ctx, label), a in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         out.append({"task": task, "ctx": ctx, "policy": label, "accuracy": round(a["score"] / a["n"], 4),
                     "kv_fraction": round(a["kv"] / a["n"], 4), "n_samples": a["n"],
                     "prefill_ms": round(a["prefill_ms"] / a["n"], 2)})
+        for k in stats:
+            if k in a:
+                out[-1][k + "_by_layer"] = [round(x / a["n"], 5) for x in a[k]]
         g = avg.setdefault((ctx, label), {})
         g[task] = out[-1]
     averages = []
@@ -129,7 +138,34 @@ def markdown(rows, averages, meta):
     for r in rows:
         lines.append(f"| {r['task']} | {r['ctx']} | {r['policy']} | {r['accuracy']:.3f} | {r['kv_fraction']:.3f} | "
                      f"{r['n_samples']} | {r['prefill_ms']:.1f} |")
+    lines += fidelity_markdown(rows)
     return "\n".join(lines) + "\n"
+
+
+def fidelity_markdown(rows):
+    """Per (ctx, policy) with --attn-stats rows: recall and errors per layer, averaged over tasks."""
+    groups = {}
+    for r in rows:
+        if "attn_recall_by_layer" in r:
+            groups.setdefault((r["ctx"], r["policy"]), []).append(r)
+    if not groups:
+        return []
+    lines = ["", "Attention fidelity against dense on the same inputs (tca eval --attn-stats; per layer, "
+             "averaged over tasks): recall = dense attention mass of the last prompt query on the kept KV; "
+             "errors = relative L2 error of the prefill output (last 64 queries) and of the last query over "
+             "the kept cache.", "",
+             "| ctx | policy | recall | prefill error | decode error | recall by layer | decode error by layer |",
+             "|---:|---|---:|---:|---:|---|---|"]
+    for (ctx, policy), rs in sorted(groups.items()):
+        per = {}
+        for k in ("attn_recall", "attn_prefill_error", "attn_decode_error"):
+            layers = list(zip(*[r[k + "_by_layer"] for r in rs]))
+            per[k] = [sum(x) / len(x) for x in layers]
+        mean = {k: sum(v) / len(v) for k, v in per.items()}
+        lines.append(f"| {ctx} | {policy} | {mean['attn_recall']:.4f} | {mean['attn_prefill_error']:.4f} | "
+                     f"{mean['attn_decode_error']:.4f} | {' '.join(f'{x:.3f}' for x in per['attn_recall'])} | "
+                     f"{' '.join(f'{x:.3f}' for x in per['attn_decode_error'])} |")
+    return lines
 
 
 def main():
@@ -155,6 +191,9 @@ def main():
     ap.add_argument("--keep", type=float, default=0.0, help="also tca with this uniform kept fraction "
                     "(--keep, no calibration) at every context; the baselines then match its KV fraction")
     ap.add_argument("--keep-args", default="", help="extra tca eval arguments of the --keep runs (e.g. \"--pool 16\")")
+    ap.add_argument("--stats-samples", type=int, default=0, help="also a fidelity run (tca eval --attn-stats) at "
+                    "the main context with this many samples per task: tca and the baselines at its KV fraction, "
+                    "per-layer attention recall and output error against dense")
     ap.add_argument("--taus", default="0.9,0.7,0.5", help="tau values calibrated on the KJV (the first is "
                     "also calibrated on Brown and the task prompts)")
     a = ap.parse_args()
@@ -232,6 +271,12 @@ def main():
         job(matched, keep_label, ctx_main, "tca", keep_extra)
     for pol in ("snapkv", "streaming", "oracle"):
         job(f"{pol}-main", pol, ctx_main, pol, [], after=matched)
+    if a.stats_samples > 0 and ("kjv", tau0) in budgets:
+        # One process, every policy on the same items; its labels carry the tag "stats" so
+        # its rows stay apart from the main runs' (other sample counts).
+        job("fidelity", "", ctx_main, "tca,snapkv,streaming,oracle",
+            ["--budget-file", budgets[("kjv", tau0)], *bw, "--attn-stats", "--tag", "stats",
+             "--n-samples", str(a.stats_samples)], after=matched)
     for tau in taus[1:]:
         if ("kjv", tau) in budgets:
             job(f"tca-kjv-{tau}", f"tca tau{tau} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau)], *bw])
@@ -270,7 +315,7 @@ def main():
             if kvb is None:
                 log(f"{j['name']}: skipped (no {j['after']} result to match)")
                 return
-            j["extra"] = ["--kv-budget", str(kvb), "--n-sink", "4", "--obs-window", "32"]
+            j["extra"] = [*j["extra"], "--kv-budget", str(kvb), "--n-sink", "4", "--obs-window", "32"]
             j["label"] = f"{j['label']} (kv {kvb})"
         left = deadline - time.time()
         if left < 20:

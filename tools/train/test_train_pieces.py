@@ -235,5 +235,25 @@ class ShardTest(unittest.TestCase):
         self.assertIn("| 8192 | tca tau0.9 | 2 | 2 | 0.500 | 0.250 |", md)
 
 
+    def test_eval_summary_splits_a_multi_policy_run_and_averages_attention_stats(self):
+        import tempfile
+        import eval_model
+        with tempfile.TemporaryDirectory() as work:
+            os.makedirs(os.path.join(work, "fidelity"))
+            with open(os.path.join(work, "fidelity", "items.jsonl"), "w") as f:
+                for policy, recall in (("tca:stats", [0.9, 0.7]), ("tca:stats", [0.7, 0.5]), ("snapkv:stats", [0.8, 0.6])):
+                    f.write(json.dumps({"task": "vt", "ctx": 8192, "policy": policy, "score": 1.0, "kv_fraction": 0.3,
+                                        "attn_recall": recall, "attn_prefill_error": [0.1, 0.2],
+                                        "attn_decode_error": [0.05, 0.25]}) + "\n")
+            jobs = [{"name": "fidelity", "label": " (kv 100)", "attention": "tca,snapkv"}]
+            rows, avg = eval_model.summarize(jobs, work)
+        by = {r["policy"]: r for r in rows}
+        self.assertEqual(set(by), {"tca:stats (kv 100)", "snapkv:stats (kv 100)"})
+        self.assertEqual(by["tca:stats (kv 100)"]["n_samples"], 2)
+        self.assertEqual(by["tca:stats (kv 100)"]["attn_recall_by_layer"], [0.8, 0.6])
+        md = eval_model.markdown(rows, avg, {"model": "m", "haystack": "h", "seed": 0, "block_size": 64,
+                                             "local_window": 1024})
+        self.assertIn("| 8192 | tca:stats (kv 100) | 0.7000 | 0.1500 | 0.1500 | 0.800 0.600 | 0.050 0.250 |", md)
+
 if __name__ == "__main__":
     unittest.main()
