@@ -32,7 +32,7 @@ if [ "$mode" = eval ]; then
     tests=$(dirname "${TCA_BIN:?run through scripts/device.sh exec}")/tca_cuda_tests
     suite_pid=""
     if [ -x "$tests" ]; then
-        timeout 120 "$tests" --gtest_filter='*TokenSelect*:*TokenImportance*:*BlockScore*:*BlockBudget*' \
+        timeout 120 "$tests" --gtest_filter='*TokenSelect*:*TokenImportance*:*BlockScore*:*BlockBudget*:*AttentionProbe*' \
             --gtest_brief=1 2>&1 | tail -n 15 | tee -a "$LOG"
         echo "cuda selection tests: exit ${PIPESTATUS[0]}" | tee -a "$LOG"
         # The whole CUDA suite beside the evaluation (CUDA_SUITE=0 skips it): its log is
