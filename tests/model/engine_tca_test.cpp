@@ -429,6 +429,17 @@ double rel_error(const HostTensor& a, const HostTensor& b) {
     return std::sqrt(d / r);
 }
 
+// Engine options of the probe tests: stories260K at 400 tokens, one thread.
+EngineOptions probe_options(const AttentionPolicy& policy, int64_t rows) {
+    EngineOptions opt;
+    opt.model_path = kModel;
+    opt.ctx_size = 400;
+    opt.n_threads = 1;
+    opt.attention = policy;
+    opt.probe_rows = rows;
+    return opt;
+}
+
 HostTensor host_copy(const TensorView& v) {
     auto h = to_host(v, host_memory());
     EXPECT_TRUE(h.ok()) << h.status().to_string();
@@ -437,12 +448,7 @@ HostTensor host_copy(const TensorView& v) {
 
 // Dense attention measures nothing lost: recall 1 and no error at every layer.
 TEST_F(EngineTca, ProbeOfDenseIsExact) {
-    EngineOptions opt;
-    opt.model_path = kModel;
-    opt.ctx_size = 400;
-    opt.n_threads = 1;
-    opt.probe_rows = 8;
-    auto e = Engine::create(opt);
+    auto e = Engine::create(probe_options(AttentionPolicy{}, 8));
     ASSERT_TRUE(e.ok()) << e.status().to_string();
     ASSERT_TRUE((*e)->eval((*e)->tokenizer().encode(kStory, true, true), nullptr).ok());
     const AttentionProbe& p = (*e)->attention().probe();
@@ -498,13 +504,7 @@ TEST_F(EngineTca, ProbeMatchesTheFloat64ReferenceAtLayerZero) {
     }
     for (const auto& [name, policy] : policies) {
         SCOPED_TRACE(name);
-        EngineOptions opt;
-        opt.model_path = kModel;
-        opt.ctx_size = 400;
-        opt.n_threads = 1;
-        opt.attention = policy;
-        opt.probe_rows = kRows;
-        auto e = Engine::create(opt);
+        auto e = Engine::create(probe_options(policy, kRows));
         ASSERT_TRUE(e.ok()) << e.status().to_string();
         HostTensor out_rows;
         LayerObserver obs = [&](int64_t layer, const TensorView&, const KvLayer&, int64_t, const TensorView& out) {
@@ -542,10 +542,7 @@ TEST_F(EngineTca, ProbeMatchesTheFloat64ReferenceAtLayerZero) {
 }
 
 TEST_F(EngineTca, ProbeWithTensorParallelIsAUsageError) {
-    EngineOptions opt;
-    opt.model_path = kModel;
-    opt.ctx_size = 400;
-    opt.probe_rows = 8;
+    EngineOptions opt = probe_options(AttentionPolicy{}, 8);
     opt.tensor_parallel = 2;
     auto e = Engine::create(opt);
     ASSERT_FALSE(e.ok());

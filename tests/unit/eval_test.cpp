@@ -384,7 +384,7 @@ TEST(EvalSummary, AttentionStatsAveragePerLayer) {
     EXPECT_FALSE(j["results"][1].contains("attn_recall"));
     const std::string md = summary_markdown(rows);
     EXPECT_NE(md.find("| 512 | tca | 0.8550 | 0.2000 | 0.1000 | 0.910 0.800 | 0.050 0.150 |"), std::string::npos) << md;
-    EXPECT_EQ(md.find("| 512 | dense | "), std::string::npos) << "no fidelity row without stats";
+    EXPECT_EQ(md.find("\n| 512 | dense | "), std::string::npos) << "no fidelity row without stats";
     EXPECT_EQ(summary_markdown(summarize({rec("vt", 512, "dense", 0, 1.0, 1.0)})).find("fidelity"), std::string::npos);
 }
 
