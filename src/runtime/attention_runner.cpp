@@ -59,6 +59,16 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
     r->head_dim_ = head_dim;
     r->ctx_ = ctx;
     r->space_ = &space;
+    // Host copies of the cache counts (device runners): every policy but dense reads them, and
+    // so does the attention probe under any policy.
+    if (!space.is_host()) {
+        try {
+            r->h_n_global_ = HostTensor(DType::kI32, {n_kv_heads});
+            r->h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads});
+        } catch (const std::bad_alloc&) {
+            return out_of_memory("attention runner: cannot allocate");
+        }
+    }
     if (policy.kind == AttentionKind::kDense) return r;
     // Every scratch tensor, and on a device its host mirror (same shape).
     Status failed;
@@ -100,14 +110,6 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
                                  static_cast<long long>(ctx));
         }
         return Status(failed.code(), "attention runner scratch: " + failed.message());
-    }
-    if (!space.is_host()) {
-        try {
-            r->h_n_global_ = HostTensor(DType::kI32, {n_kv_heads});
-            r->h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads});
-        } catch (const std::bad_alloc&) {
-            return out_of_memory("attention runner: cannot allocate");
-        }
     }
     return r;
 }
@@ -393,14 +395,6 @@ Status AttentionRunner::enable_probe(int64_t rows) {
         if (!d.ok()) return Status(d.status().code(), "attention probe scratch: " + d.status().message());
         *t = std::move(d.value());
     }
-    if (!space_->is_host() && h_n_slots_.nbytes() == 0) {  // dense runners have no count mirrors yet
-        try {
-            h_n_global_ = HostTensor(DType::kI32, {n_kv_heads_});
-            h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads_});
-        } catch (const std::bad_alloc&) {
-            return out_of_memory("attention probe: cannot allocate");
-        }
-    }
     probe_ = AttentionProbe{};
     probe_.rows = rows;
     return Status();
@@ -417,16 +411,18 @@ Status AttentionRunner::probe_before(Device device, const TensorView& q, const K
 
 namespace {
 
-// ||a - b|| / ||b|| over every element (f32 host tensors of one shape); 0 when b is all zero.
-double relative_error(const HostTensor& a, const HostTensor& b) {
+// Sums of squares for ||a - b|| / ||b|| over n floats.
+struct ErrorSums {
     double diff = 0, ref = 0;
-    for (int64_t i = 0; i < b.numel(); ++i) {
-        const double x = a.data<float>()[i], y = b.data<float>()[i];
-        diff += (x - y) * (x - y);
-        ref += y * y;
+    void add(const float* a, const float* b, int64_t n) {
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = a[i], y = b[i];
+            diff += (x - y) * (x - y);
+            ref += y * y;
+        }
     }
-    return ref > 0 ? std::sqrt(diff / ref) : 0.0;
-}
+    double relative() const { return ref > 0 ? std::sqrt(diff / ref) : 0.0; }  // 0 when b is all zero
+};
 
 }  // namespace
 
@@ -446,9 +442,13 @@ Status AttentionRunner::probe_after(Device device, int64_t layer, const TensorVi
     TCA_ASSIGN_OR_RETURN(HostTensor ref, to_host(slice(probe_ref_.view(), 1, 0, rows), space));
     TCA_ASSIGN_OR_RETURN(HostTensor got, to_host(slice(out, 1, L - rows, rows), space));
     TCA_ASSIGN_OR_RETURN(HostTensor dec, to_host(probe_dec_.view(), space));
-    TCA_ASSIGN_OR_RETURN(HostTensor ref_last, to_host(slice(probe_ref_.view(), 1, rows - 1, 1), space));
-    probe_.prefill_error[l] = relative_error(got, ref);
-    probe_.decode_error[l] = relative_error(dec, ref_last);
+    ErrorSums prefill, decode;
+    prefill.add(got.data<float>(), ref.data<float>(), ref.numel());
+    for (int64_t h = 0; h < n_head_; ++h) {  // the last probe row of each head is the last query's
+        decode.add(dec.data<float>() + h * head_dim_, ref.data<float>() + ((h + 1) * rows - 1) * head_dim_, head_dim_);
+    }
+    probe_.prefill_error[l] = prefill.relative();
+    probe_.decode_error[l] = decode.relative();
     // Recall: the last query's dense attention on the positions each KV head keeps.
     TCA_ASSIGN_OR_RETURN(HostTensor probs, to_host(slice(probe_probs_.view(), 1, 0, L), space));
     TCA_ASSIGN_OR_RETURN(HostTensor slot_pos, to_host(slice(kv.slot_pos.view(), 1, 0, L), space));

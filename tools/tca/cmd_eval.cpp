@@ -324,10 +324,11 @@ int cmd_eval(const std::vector<std::string>& args) {
                      "sparse policies pair with dense:TEXT");
     flags.add_string("tokenizer", &f.tokenizer, "FILE", "use this tokenizer.json instead of the model's");
     flags.add_bool("attn-stats", &f.attn_stats,
-                   "also measure, per layer, each policy's attention against dense on the same inputs: "
-                   "recall (dense attention mass of the prompt's last query on the KV kept) and the "
-                   "relative output error of the prefill (last 64 queries) and of the last query over "
-                   "the kept cache; prompts then run as one batch under every policy (docs/eval.md)");
+                   strformat("also measure, per layer, each policy's attention against dense on the same inputs: "
+                             "recall (dense attention mass of the prompt's last query on the KV kept) and the "
+                             "relative output error of the prefill (last %lld queries) and of the last query "
+                             "over the kept cache; prompts then run as one batch under every policy "
+                             "(docs/eval.md)", static_cast<long long>(kProbeRows)));
     flags.add_bool("bos", &f.bos, "prepend BOS when the model expects it (--no-bos to skip)");
     flags.add_bool("verbose", &f.verbose, "debug logging (each item's answer)");
     flags.add_string("export-train", &f.export_train, "FILE",
