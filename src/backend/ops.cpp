@@ -290,6 +290,11 @@ Status validate(const BlockCompactParams& p) {
     TCA_RETURN_IF_ERROR(check_i32(p.n_global, op, "n_global", 1, {hkv}));
     TCA_RETURN_IF_ERROR(check_i32(p.n_slots, op, "n_slots", 1, {hkv}));
     TCA_RETURN_IF_ERROR(check_i32(p.keep, op, "keep", 1, {hkv}));
+    if (p.min_local != 0 && (p.min_local < p.block_size || p.min_local > p.k_cache.shape[1])) {
+        return invalid_argument("block_compact: min_local must be 0 or in [block_size %d, capacity %lld], got %lld",
+                                p.block_size, static_cast<long long>(p.k_cache.shape[1]),
+                                static_cast<long long>(p.min_local));
+    }
     return check_scale(p.scale, op);
 }
 

@@ -138,6 +138,10 @@ struct BlockCompactParams {
     TensorView keep;      // [n_kv_heads] i32: tokens kept from the block, -1 = leave the head
     int block_size = 128;
     float scale = 0.0f;
+    // Heads whose local part n_slots - n_global holds fewer tokens are left as they are (the
+    // device decides, so a decode step needs no host copy of the counts; 0 = every head with
+    // keep >= 0 compacts). Must be 0 or >= block_size.
+    int64_t min_local = 0;
 };
 
 // Appends n new tokens' K/V rows (the token-major projection outputs, RoPE already applied)

@@ -346,6 +346,7 @@ Status block_compact(const BlockCompactParams& p) {
         const int64_t keep = i32_1(p.keep, kvh);
         if (keep < 0) continue;
         const int64_t g0 = i32_1(p.n_global, kvh), n = i32_1(p.n_slots, kvh);
+        if (n - g0 < p.min_local) continue;
         TCA_ASSERT(keep <= b && n - g0 >= b && g0 >= 0 && n <= p.k_cache.shape[1],
                    "block_compact: keep %lld, n_global %lld, n_slots %lld", static_cast<long long>(keep),
                    static_cast<long long>(g0), static_cast<long long>(n));

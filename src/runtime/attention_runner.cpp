@@ -59,15 +59,10 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
     r->head_dim_ = head_dim;
     r->ctx_ = ctx;
     r->space_ = &space;
-    // Host copies of the cache counts (device runners): every policy but dense reads them, and
-    // so does the attention probe under any policy.
-    if (!space.is_host()) {
-        try {
-            r->h_n_global_ = HostTensor(DType::kI32, {n_kv_heads});
-            r->h_n_slots_ = HostTensor(DType::kI32, {n_kv_heads});
-        } catch (const std::bad_alloc&) {
-            return out_of_memory("attention runner: cannot allocate");
-        }
+    try {
+        r->counts_.resize(std::max<size_t>(1, policy.budgets.heads.size()));
+    } catch (const std::bad_alloc&) {
+        return out_of_memory("attention runner: cannot allocate");
     }
     if (policy.kind == AttentionKind::kDense) return r;
     // Every scratch tensor, and on a device its host mirror (same shape).
@@ -102,7 +97,18 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
         alloc(r->keep_, nullptr, DType::kI32, {1, blocks});
         alloc(r->selected_, nullptr, DType::kI32, {1, ctx});
         alloc(r->n_sel_, &r->h_n_sel_, DType::kI32, {1});
-        alloc(r->keep_heads_, &r->h_keep_heads_, DType::kI32, {n_kv_heads});
+        r->decode_keep_.resize(r->policy_.budgets.heads.size());
+        for (size_t l = 0; l < r->decode_keep_.size() && failed.ok(); ++l) {
+            alloc(r->decode_keep_[l], nullptr, DType::kI32, {n_kv_heads});
+            if (!failed.ok()) break;
+            std::vector<int32_t> t;
+            for (const HeadConfig& c : r->policy_.budgets.heads[l]) t.push_back(decode_budget(c.p));
+            if (r->decode_keep_[l].on_host()) {
+                std::copy(t.begin(), t.end(), r->decode_keep_[l].data<int32_t>());
+            } else {
+                failed = r->decode_keep_[l].upload(t.data(), t.size() * sizeof(int32_t));
+            }
+        }
     }
     if (!failed.ok()) {
         if (space.is_host()) {
@@ -119,24 +125,36 @@ Status AttentionRunner::push(DeviceTensor& t, const HostTensor& mirror, size_t b
     return t.upload(static_cast<const char*>(mirror.view().data) + offset, bytes, offset);
 }
 
-Status AttentionRunner::read_counts(const KvLayer& kv, const int32_t** n_global, const int32_t** n_slots) {
-    if (kv.n_slots.on_host()) {
-        *n_global = kv.n_global.data<int32_t>();
-        *n_slots = kv.n_slots.data<int32_t>();
-        return Status();
-    }
+Status AttentionRunner::read_counts(int64_t layer, const KvLayer& kv, const int32_t** n_global,
+                                    const int32_t** n_slots) {
+    Counts& c = counts_[static_cast<size_t>(layer)];
     const size_t bytes = static_cast<size_t>(n_kv_heads_) * sizeof(int32_t);
-    TCA_RETURN_IF_ERROR(kv.n_global.download(h_n_global_.data<int32_t>(), bytes));
-    TCA_RETURN_IF_ERROR(kv.n_slots.download(h_n_slots_.data<int32_t>(), bytes));
-    *n_global = h_n_global_.data<int32_t>();
-    *n_slots = h_n_slots_.data<int32_t>();
+    if (kv.n_slots.on_host()) {
+        const int32_t* g = kv.n_global.data<int32_t>();
+        const int32_t* s = kv.n_slots.data<int32_t>();
+        // The copy must agree with the cache: this is what tests the tracking that device
+        // runners rely on without reading the counts back.
+        TCA_ASSERT(!c.known || (std::equal(c.n_global.begin(), c.n_global.end(), g) &&
+                                std::equal(c.n_slots.begin(), c.n_slots.end(), s)),
+                   "attention runner: layer %lld: tracked cache counts differ from the cache",
+                   static_cast<long long>(layer));
+        std::copy(g, g + n_kv_heads_, c.n_global.begin());
+        std::copy(s, s + n_kv_heads_, c.n_slots.begin());
+    } else if (!c.known) {
+        TCA_RETURN_IF_ERROR(kv.n_global.download(c.n_global.data(), bytes));
+        TCA_RETURN_IF_ERROR(kv.n_slots.download(c.n_slots.data(), bytes));
+    }
+    c.known = true;
+    *n_global = c.n_global.data();
+    *n_slots = c.n_slots.data();
     return Status();
 }
 
 size_t AttentionRunner::scratch_bytes() const {
     size_t n = scores_.nbytes() + kept_.nbytes() + n_kept_.nbytes() + region_.nbytes() +
                mass_.nbytes() + hhi_.nbytes() + block_score_.nbytes() + psi_.nbytes() +
-               keep_.nbytes() + selected_.nbytes() + n_sel_.nbytes() + keep_heads_.nbytes();
+               keep_.nbytes() + selected_.nbytes() + n_sel_.nbytes();
+    for (const DeviceTensor& t : decode_keep_) n += t.nbytes();
     if (ws_) n += ws_->nbytes();
     return n;
 }
@@ -164,22 +182,61 @@ Status AttentionRunner::dense_attend(Device device, const TensorView& q, KvLayer
     return ops::decode_attention(device, p);
 }
 
-Status AttentionRunner::compact_by_kept(Device device, KvLayer& kv) {
+Status AttentionRunner::compact_by_kept(Device device, int64_t layer, KvLayer& kv) {
     KvCompactParams p{kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
                       kv.n_slots.view(), kept_.view(), n_kept_.view(), region_.view()};
-    return ops::kv_compact(device, p);
+    TCA_RETURN_IF_ERROR(ops::kv_compact(device, p));
+    Counts& c = counts_[static_cast<size_t>(layer)];
+    if (!c.known) return Status();
+    const int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
+    const int32_t* regions = host<int32_t>(region_, h_region_);
+    for (size_t h = 0; h < c.n_slots.size(); ++h) {
+        if (regions[h] < 0) continue;
+        c.n_global[h] += n_kept[h];
+        c.n_slots[h] -= regions[h] - n_kept[h];
+    }
+    return Status();
 }
 
 Status AttentionRunner::run(Device device, int64_t layer, const TensorView& q,
                             const TensorView& k_new, const TensorView& v_new, KvLayer& kv,
                             int64_t pos0, bool prompt_end, const TensorView& out) {
-    TCA_RETURN_IF_ERROR(ops::kv_append(device, KvAppendParams{k_new, v_new, kv.k.view(), kv.v.view(),
-                                                              kv.slot_pos.view(), kv.n_slots.view(), pos0}));
+    TCA_ASSERT(layer >= 0, "layer %lld", static_cast<long long>(layer));
+    if (static_cast<size_t>(layer) >= counts_.size()) counts_.resize(static_cast<size_t>(layer) + 1);
+    Counts& c = counts_[static_cast<size_t>(layer)];
+    const int64_t n = q.shape[1];
+    const auto heads = static_cast<size_t>(n_kv_heads_);
+    if (c.n_slots.size() != heads) {  // first use of this layer
+        c.n_global.assign(heads, 0);
+        c.n_slots.assign(heads, 0);
+        c.known = false;
+    }
+    // A batch at position 0 starts on an empty cache (the engine clears it first); a batch
+    // that does not continue the last one means the cache changed elsewhere: read it again.
+    if (pos0 == 0) {
+        std::fill(c.n_global.begin(), c.n_global.end(), 0);
+        std::fill(c.n_slots.begin(), c.n_slots.end(), 0);
+        c.known = true;
+    } else if (pos0 != c.next_pos) {
+        c.known = false;
+    }
+    c.next_pos = -1;  // until this batch has succeeded
+    Status s = ops::kv_append(device, KvAppendParams{k_new, v_new, kv.k.view(), kv.v.view(),
+                                                     kv.slot_pos.view(), kv.n_slots.view(), pos0});
+    if (s.ok() && c.known) {
+        for (int32_t& slots : c.n_slots) slots += static_cast<int32_t>(n);
+    }
     // The probe measures a whole prompt in one batch on an empty cache.
     const bool probing = probe_.rows > 0 && pos0 == 0 && prompt_end;
-    if (probing) TCA_RETURN_IF_ERROR(probe_before(device, q, kv));
-    TCA_RETURN_IF_ERROR(attend(device, layer, q, kv, pos0, prompt_end, out));
-    return probing ? probe_after(device, layer, q, kv, out) : Status();
+    if (s.ok() && probing) s = probe_before(device, q, kv);
+    if (s.ok()) s = attend(device, layer, q, kv, pos0, prompt_end, out);
+    if (s.ok() && probing) s = probe_after(device, layer, q, kv, out);
+    if (!s.ok()) {
+        c.known = false;
+        return s;
+    }
+    c.next_pos = pos0 + n;
+    return Status();
 }
 
 Status AttentionRunner::attend(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
@@ -191,27 +248,29 @@ Status AttentionRunner::attend(Device device, int64_t layer, const TensorView& q
         case AttentionKind::kTca: {
             const SparseOptions& o = policy_.budgets.options;
             // The whole prompt in one batch on an empty cache: sparse prefill (M6) when there
-            // are candidate blocks; shorter prompts stay dense (M3: n == 0).
-            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0) {
-                if (sparse_pays_off(layer, n)) return tca_prefill(device, layer, q, kv, out);
-                // Not worth it (performance.md P8): the prompt and its cache stay dense; decoding
-                // then compacts block by block as tokens leave the local window (M7).
-                return dense_attend(device, q, kv, pos0, out);
+            // are candidate blocks and it beats dense by min_prefill_gain (performance.md P8).
+            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0 &&
+                sparse_pays_off(layer, n)) {
+                return tca_prefill(device, layer, q, kv, out);
             }
+            // Otherwise dense attention, then the local overflow is compacted at once, scored
+            // with the batch's last query (the M7 chunk rule; a prompt kept dense is such a
+            // chunk, so decoding starts from a compacted cache instead of compacting one
+            // oversized block per step). A single token compacts the oldest full block.
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
             return tca_compact(device, layer, q, kv);
         }
         case AttentionKind::kStreaming:
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
-            return streaming_evict(device, kv);
+            return streaming_evict(device, layer, kv);
         case AttentionKind::kSnapKv:
         case AttentionKind::kOracle:
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
             // Compress once, when the first prompt ends (n_global == 0: never compressed).
             if (prompt_end && n > 1) {
                 const int32_t *n_global = nullptr, *n_slots = nullptr;
-                TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
-                if (n_global[0] == 0) return compress_prompt(device, q, kv);
+                TCA_RETURN_IF_ERROR(read_counts(layer, kv, &n_global, &n_slots));
+                if (n_global[0] == 0) return compress_prompt(device, layer, q, kv);
             }
             return Status();
     }
@@ -235,6 +294,7 @@ Status AttentionRunner::tca_prefill(Device device, int64_t layer, const TensorVi
     KvCompactParams p{kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
                       kv.n_slots.view(), slice(ws_->selected.view(), 1, 0, region),
                       ws_->n_selected.view(), region_.view()};
+    counts_[static_cast<size_t>(layer)].known = false;  // the device counted the selection
     return ops::kv_compact(device, p);
 }
 
@@ -248,20 +308,24 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
     const int64_t group = n_head_ / n_kv_heads_;
     const auto& configs = policy_.budgets.heads[static_cast<size_t>(layer)];
     const int32_t *n_global = nullptr, *n_slots = nullptr;
-    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    TCA_RETURN_IF_ERROR(read_counts(layer, kv, &n_global, &n_slots));
     bool any = false;
     if (n_q == 1) {
-        int32_t* keep_heads = host<int32_t>(keep_heads_, h_keep_heads_);
-        for (int64_t h = 0; h < n_kv_heads_; ++h) {
-            const bool full = n_slots[h] - n_global[h] >= w + b;
-            keep_heads[h] = full ? decode_budget(configs[static_cast<size_t>(h)].p) : -1;
-            any = any || full;
-        }
+        for (int64_t h = 0; h < n_kv_heads_; ++h) any = any || n_slots[h] - n_global[h] >= w + b;
         if (!any) return Status();
-        TCA_RETURN_IF_ERROR(push(keep_heads_, h_keep_heads_, keep_heads_.nbytes()));
+        // Every head gets its budget; the op leaves those whose local part is below w + b.
+        const DeviceTensor& keep = decode_keep_[static_cast<size_t>(layer)];
         BlockCompactParams p{q, kv.k.view(), kv.v.view(), kv.slot_pos.view(), kv.n_global.view(),
-                             kv.n_slots.view(), keep_heads_.view(), o.block_size, 0.0f};
-        return ops::block_compact(device, p);
+                             kv.n_slots.view(), keep.view(), o.block_size, 0.0f, w + b};
+        TCA_RETURN_IF_ERROR(ops::block_compact(device, p));
+        Counts& c = counts_[static_cast<size_t>(layer)];
+        for (size_t h = 0; h < c.n_slots.size(); ++h) {
+            if (c.n_slots[h] - c.n_global[h] < w + b) continue;
+            const int32_t t = decode_budget(configs[h].p);
+            c.n_global[h] += t;
+            c.n_slots[h] -= static_cast<int32_t>(b) - t;
+        }
+        return Status();
     }
     int32_t* regions = host<int32_t>(region_, h_region_);
     int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
@@ -304,14 +368,14 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
     if (!any) return Status();
     TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
-    return compact_by_kept(device, kv);
+    return compact_by_kept(device, layer, kv);
 }
 
 // StreamingLLM: the first n_sink tokens become the global part, then the oldest other tokens
 // are dropped whenever a head holds more than kv_budget.
-Status AttentionRunner::streaming_evict(Device device, KvLayer& kv) {
+Status AttentionRunner::streaming_evict(Device device, int64_t layer, KvLayer& kv) {
     const int32_t *n_global = nullptr, *n_slots = nullptr;
-    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    TCA_RETURN_IF_ERROR(read_counts(layer, kv, &n_global, &n_slots));
     const int64_t budget = policy_.kv_budget, sinks = policy_.n_sink;
     int32_t* regions = host<int32_t>(region_, h_region_);
     int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
@@ -336,13 +400,13 @@ Status AttentionRunner::streaming_evict(Device device, KvLayer& kv) {
     if (!any) return Status();
     TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
-    return compact_by_kept(device, kv);
+    return compact_by_kept(device, layer, kv);
 }
 
 // SnapKV and the oracle: score the prompt with its last queries, keep the top tokens.
-Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLayer& kv) {
+Status AttentionRunner::compress_prompt(Device device, int64_t layer, const TensorView& q, KvLayer& kv) {
     const int32_t *n_global = nullptr, *n_slots = nullptr;
-    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    TCA_RETURN_IF_ERROR(read_counts(layer, kv, &n_global, &n_slots));
     const int64_t L = n_slots[0];
     const int64_t budget = policy_.kv_budget;
     if (L <= budget) return Status();
@@ -383,7 +447,7 @@ Status AttentionRunner::compress_prompt(Device device, const TensorView& q, KvLa
     TCA_RETURN_IF_ERROR(push(kept_, h_kept_, kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
-    return compact_by_kept(device, kv);
+    return compact_by_kept(device, layer, kv);
 }
 
 Status AttentionRunner::enable_probe(int64_t rows) {
@@ -453,7 +517,7 @@ Status AttentionRunner::probe_after(Device device, int64_t layer, const TensorVi
     TCA_ASSIGN_OR_RETURN(HostTensor probs, to_host(slice(probe_probs_.view(), 1, 0, L), space));
     TCA_ASSIGN_OR_RETURN(HostTensor slot_pos, to_host(slice(kv.slot_pos.view(), 1, 0, L), space));
     const int32_t *n_global = nullptr, *n_slots = nullptr;
-    TCA_RETURN_IF_ERROR(read_counts(kv, &n_global, &n_slots));
+    TCA_RETURN_IF_ERROR(read_counts(layer, kv, &n_global, &n_slots));
     double recall = 0;
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
         const int32_t* pos = slot_pos.data<int32_t>() + h * L;

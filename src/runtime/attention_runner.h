@@ -4,6 +4,10 @@
 // memory space of the device the runner drives; the host policy code (when to compact, Psi,
 // the baselines' top-k) reads and writes device data through small host mirrors (explicit
 // copies). On the host the mirrors are empty and the policy works on the buffers themselves.
+// The cache counts (n_global, n_slots) are tracked on the host for every layer, so a decode
+// step on a device reads no counter back (performance.md P6, P8): every op that changes them
+// with a host-known effect updates the copy; only TCA's sparse prefill (a selection the device
+// counts) makes the next read download them. On the host the copy is checked at every read.
 #pragma once
 
 #include <memory>
@@ -78,11 +82,13 @@ private:
     Status tca_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv);
     // Whether an n-token prompt's sparse prefill beats dense by policy.min_prefill_gain.
     bool sparse_pays_off(int64_t layer, int64_t n_tokens) const;
-    Status compress_prompt(Device device, const TensorView& q, KvLayer& kv);
-    Status streaming_evict(Device device, KvLayer& kv);
-    Status compact_by_kept(Device device, KvLayer& kv);
-    // The layer's n_global / n_slots on the host (the cache itself, or a copy of a device's).
-    Status read_counts(const KvLayer& kv, const int32_t** n_global, const int32_t** n_slots);
+    Status compress_prompt(Device device, int64_t layer, const TensorView& q, KvLayer& kv);
+    Status streaming_evict(Device device, int64_t layer, KvLayer& kv);
+    // kv_compact by kept_ / n_kept_ / region_ (their host values are what the op receives).
+    Status compact_by_kept(Device device, int64_t layer, KvLayer& kv);
+    // The layer's n_global / n_slots on the host: the tracked copy (see the top of this file).
+    Status read_counts(int64_t layer, const KvLayer& kv, const int32_t** n_global,
+                       const int32_t** n_slots);
     // Host pointer for a scratch tensor: itself on the host, else its mirror.
     template <class T>
     static T* host(const DeviceTensor& t, const HostTensor& mirror) {
@@ -102,10 +108,18 @@ private:
     DeviceTensor kept_;      // [n_kv_heads, ctx] i32 kept slot offsets for kv_compact
     DeviceTensor n_kept_;    // [n_kv_heads] i32
     DeviceTensor region_;    // [n_kv_heads] i32
-    DeviceTensor keep_heads_;  // [n_kv_heads] i32 decode-time block_compact budgets
-    // Host mirrors of the tensors above and of the cache counts (device runners only).
-    HostTensor h_scores_, h_psi_, h_n_sel_, h_kept_, h_n_kept_, h_region_, h_keep_heads_;
-    HostTensor h_n_global_, h_n_slots_;
+    // tca: per layer, the decode budget t of each KV head (M7), uploaded once; block_compact
+    // itself skips the heads whose local part is not full, so a step uploads nothing.
+    std::vector<DeviceTensor> decode_keep_;
+    // Host mirrors of the tensors above (device runners only).
+    HostTensor h_scores_, h_psi_, h_n_sel_, h_kept_, h_n_kept_, h_region_;
+    // The tracked cache counts of one layer.
+    struct Counts {
+        std::vector<int32_t> n_global, n_slots;  // [n_kv_heads]
+        int64_t next_pos = -1;                   // where the next batch starts if nothing else ran
+        bool known = false;                      // false: read them from the cache next time
+    };
+    std::vector<Counts> counts_;  // [n_layer]
     const MemorySpace* space_ = nullptr;
     TcaStageTimings timings_;
     // AttentionProbe scratch: dense outputs of the probe rows [n_head, rows, d], the last

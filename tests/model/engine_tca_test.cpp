@@ -110,7 +110,8 @@ TEST_F(EngineTca, FullBudgetEqualsDense) {
 }
 
 // performance.md P8: when the sparse prefill would not save min_prefill_gain x the dense work
-// (a full budget saves nothing), the prompt is attended densely and the cache stays dense.
+// (a full budget saves nothing), the prompt is attended densely (and a full budget keeps every
+// token).
 TEST_F(EngineTca, PromptStaysDenseWhenSparseDoesNotPayOff) {
     AttentionPolicy p = tca_policy(dense_config(8));
     p.min_prefill_gain = 1.3;
@@ -132,6 +133,51 @@ TEST_F(EngineTca, PromptStaysDenseWhenSparseDoesNotPayOff) {
     auto sparse = make_engine(q);
     ASSERT_TRUE(sparse->eval(ids, nullptr).ok());
     EXPECT_LT(sparse->stats().kv_bytes, sparse->stats().kv_bytes_dense);
+}
+
+// A prompt attended densely because the sparse prefill does not pay off is compacted at once
+// when it ends, like a chunk (tca-method M7): its logits are dense, its cache keeps the Psi
+// budgets of every overflow block plus the local part, and decoding from it appends without
+// compacting until the local part fills again (no per-step catch-up of an oversized local part).
+TEST_F(EngineTca, PromptKeptDenseIsCompactedAtOnce) {
+    const HeadConfig cfg = log_gaussian_config(1.0, 1.0, 8);
+    AttentionPolicy p = tca_policy(cfg);
+    p.min_prefill_gain = 1e6;  // never sparse
+    auto dense = make_engine(AttentionPolicy{});
+    auto tca = make_engine(p);
+    const auto ids = dense->tokenizer().encode(kStory, true, true);
+    const auto L = static_cast<int64_t>(ids.size());
+    std::vector<float> a, b;
+    ASSERT_TRUE(dense->eval(ids, &a).ok());
+    ASSERT_TRUE(tca->eval(ids, &b).ok());
+    EXPECT_EQ(a, b) << "the prompt is attended densely";
+    const int64_t m = (L - 16) / 8;  // overflow blocks: the local part keeps w..w+b-1 tokens
+    ASSERT_GT(m, 2);
+    auto psi = make_psi(cfg.p, m, 8);
+    ASSERT_TRUE(psi.ok());
+    int64_t kept = 0;
+    for (int32_t t : *psi) kept += t;
+    ASSERT_LT(kept, m * 8);
+    const KvCache& c = tca->cache();
+    expect_cache_well_formed(c);
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
+            EXPECT_EQ(c.layer(l).n_global.data<int32_t>()[h], kept) << "layer " << l << " head " << h;
+            EXPECT_EQ(c.layer(l).n_slots.data<int32_t>()[h], kept + L - m * 8);
+        }
+    }
+    // Decoding appends one token per step while the local part is below w + b = 24.
+    const int64_t local = L - m * 8;
+    const int64_t quiet = 24 - 1 - local;
+    ASSERT_GE(quiet, 1);
+    greedy(*tca, static_cast<int>(quiet + 1));  // the first token needs no forward pass
+    for (int64_t l = 0; l < c.n_layers(); ++l) {
+        for (int64_t h = 0; h < c.n_kv_heads(); ++h) {
+            EXPECT_EQ(c.layer(l).n_global.data<int32_t>()[h], kept);
+            EXPECT_EQ(c.layer(l).n_slots.data<int32_t>()[h], kept + local + quiet);
+        }
+    }
+    EXPECT_EQ(tca->stats().kv_bytes, counted_bytes(c));
 }
 
 TEST(SparsePrefillGain, FullBudgetGainsNothingAndGainGrowsWithLength) {

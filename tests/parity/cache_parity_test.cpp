@@ -126,11 +126,13 @@ struct CompactState {
     Buf k, v, slot_pos, n_global, n_slots;
 };
 
-class BlockCompactParity : public ::testing::TestWithParam<OpCase> {};
-
-TEST_P(BlockCompactParity, MatchesReferenceExactly) {
-    const OpCase& c = GetParam();
+// Compacts the oldest local block of each head on the reference and the backend under test and
+// compares the caches. With `min_local` every head gets a budget and the op itself leaves the
+// heads whose local part is below min_local (the decode path, BlockCompactParams::min_local);
+// without it the caller leaves them with keep = -1.
+void check_block_compact(const OpCase& c, bool use_min_local) {
     const int64_t cap = c.length + 2, b = c.b;
+    const int64_t min_local = use_min_local && cap >= b ? std::min(cap, b + b / 2) : 0;
     // Draw inputs until every compacted block's f64 scores have a margin at the keep boundary
     // (exact ties excepted: they must break to the lower position on every backend).
     for (uint64_t attempt = 0;; ++attempt) {
@@ -148,7 +150,7 @@ TEST_P(BlockCompactParity, MatchesReferenceExactly) {
             n_global.push_back(static_cast<int32_t>(g0));
             n_slots.push_back(static_cast<int32_t>(n));
             int32_t t = -1;
-            if (n - g0 >= b) {
+            if (n - g0 >= std::max(b, min_local)) {
                 const int32_t choices[] = {0, 1, static_cast<int32_t>(b / 2), static_cast<int32_t>(b),
                                            static_cast<int32_t>(1 + rng.below(static_cast<uint64_t>(b)))};
                 t = choices[(static_cast<uint64_t>(h) + c.seed) % 5];
@@ -161,12 +163,17 @@ TEST_P(BlockCompactParity, MatchesReferenceExactly) {
             keep.push_back(t);
         }
         if (!margin_ok) continue;
+        // What the op is given: under min_local the heads it must leave get a budget as well.
+        std::vector<int32_t> keep_arg = keep;
+        if (min_local > 0) {
+            for (int32_t& t : keep_arg) t = t < 0 ? static_cast<int32_t>(b / 2) : t;
+        }
         CompactState st[2];
         const Backend backends[2] = {Backend::kRef, kUnderTest};
         for (int r = 0; r < 2; ++r) {
             st[r] = CompactState{in.k.clone(), in.v.clone(), i32_buf_2d(pos, cap, -3), i32_buf(n_global),
                                  i32_buf(n_slots)};
-            Buf keep_buf = i32_buf(keep);
+            Buf keep_buf = i32_buf(keep_arg);
             BlockCompactParams p;
             p.q = in.q.view();
             p.k_cache = st[r].k.view();
@@ -176,6 +183,7 @@ TEST_P(BlockCompactParity, MatchesReferenceExactly) {
             p.n_slots = st[r].n_slots.view();
             p.keep = keep_buf.view();
             p.block_size = c.b;
+            p.min_local = min_local;
             const Status s = run(backends[r], p);
             ASSERT_TRUE(s.ok()) << backend_name(backends[r]) << ": " << s.to_string();
             for (const Buf* bf : {&st[r].k, &st[r].v, &st[r].slot_pos, &st[r].n_global, &st[r].n_slots}) {
@@ -213,6 +221,12 @@ TEST_P(BlockCompactParity, MatchesReferenceExactly) {
         return;
     }
 }
+
+class BlockCompactParity : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(BlockCompactParity, MatchesReferenceExactly) { check_block_compact(GetParam(), false); }
+
+TEST_P(BlockCompactParity, LeavesHeadsBelowMinLocal) { check_block_compact(GetParam(), true); }
 
 INSTANTIATE_TEST_SUITE_P(Edges, BlockCompactParity, ::testing::ValuesIn(compact_cases()),
                          OpCaseName());

@@ -552,6 +552,16 @@ TEST(OpValidation, BlockCompact) {
         t.p.scale = -1.0f;
         expect_invalid(t.p, op, {"scale", "-1"}, "scale");
     }
+    for (int64_t m : {16, 40}) {
+        Compact t;
+        t.p.min_local = m;
+        expect_valid(t.p, op);
+    }
+    for (int64_t m : {8, 41, -1}) {
+        Compact t;
+        t.p.min_local = m;
+        expect_invalid(t.p, op, {"min_local", std::to_string(m)}, "min_local");
+    }
     {
         Compact t;
         Buf q(DType::kF32, {4, 2, 12});

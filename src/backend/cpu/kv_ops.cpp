@@ -88,6 +88,7 @@ Status block_compact(const BlockCompactParams& p) {
         const int64_t keep = i32_at(p.keep, kvh);
         if (keep < 0) return;
         const int64_t g0 = i32_at(p.n_global, kvh), n = i32_at(p.n_slots, kvh);
+        if (n - g0 < p.min_local) return;
         TCA_ASSERT(keep <= b && g0 >= 0 && n - g0 >= b && n <= p.k_cache.shape[1],
                    "block_compact: keep %lld, n_global %lld, n_slots %lld",
                    static_cast<long long>(keep), static_cast<long long>(g0), static_cast<long long>(n));

@@ -161,6 +161,7 @@ struct BlockCompactArgs {
     float* srow;    // scratch [hkv][b]
     int32_t* list;  // scratch [hkv][b]: selection flags, then kept offsets
     int b, g, n_q;
+    int64_t min_local;
     float qscale;  // scale * log2(e)
     bool vec_k;
 };
@@ -190,6 +191,7 @@ __global__ void __launch_bounds__(kMoveThreads) block_compact_kernel(const Block
     if (keep < 0) return;
     const int b = a.b, d = a.c.d;
     const int g0 = a.c.n_global[h * a.c.ng_s], ns = a.c.n_slots[h * a.c.ns_s];
+    if (ns - g0 < a.min_local) return;  // the local part is not full yet (min_local 0: always)
     // The CPU backend asserts these; here a head that breaks them is left untouched.
     if (keep > b || g0 < 0 || ns - g0 < b || ns > a.c.cap) return;
     float* score = a.score + static_cast<int64_t>(h) * b;
@@ -461,6 +463,7 @@ Status block_compact(const BlockCompactParams& p) {
     a.b = static_cast<int>(b);
     a.g = static_cast<int>(hq / hkv);
     a.n_q = static_cast<int>(n_q);
+    a.min_local = p.min_local;
     a.qscale = effective_scale(p.scale, d) * 1.4426950408889634f;
     a.vec_k = kvc::aligned16(p.k_cache.data, p.k_cache.stride[0], p.k_cache.stride[1],
                              dtype_size(p.k_cache.dtype));
