@@ -14,6 +14,8 @@
 // returned, errors inside a kernel surface at the next synchronize().
 #pragma once
 
+#include <string>
+
 #include "backend/ops.h"
 
 namespace tca::cuda {
@@ -22,5 +24,9 @@ namespace tca::cuda {
 TCA_FOR_EACH_OP(TCA_CUDA_DECLARE_OP)
 TCA_FOR_EACH_MODEL_OP(TCA_CUDA_DECLARE_OP)
 #undef TCA_CUDA_DECLARE_OP
+
+// Opens cuBLAS (matmul's library, loaded at run time; needs no GPU) and resolves the entry
+// points matmul calls: the file it loaded, or a one-line error naming what is missing.
+Result<std::string> cublas_library();
 
 }  // namespace tca::cuda

@@ -17,6 +17,8 @@
 // op(W) x^T with W seen as the column-major n_in x n_out matrix (lda = n_in) and op = T, and
 // x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias is added by a
 // small kernel after the GEMM (the reference adds it after the sum too).
+// cuBLAS is not linked: libcublas.so.<major> is opened on the first GPU matmul
+// (backend/cuda/dynamic_library.h), from the library path, else from the toolkit of the build.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -24,43 +26,104 @@
 #include <algorithm>
 #include <climits>
 #include <mutex>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
+#include "backend/cuda/dynamic_library.h"
 
 namespace tca::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 
-Status cublas_status(cublasStatus_t s, const char* what) {
+// cublasGemmEx's C entry point (cublas_api.h also declares a C++ overload of that name).
+using GemmExFn = cublasStatus_t(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                const void*, const void*, cudaDataType, int, const void*,
+                                cudaDataType, int, const void*, void*, cudaDataType, int,
+                                cublasComputeType_t, cublasGemmAlgo_t);
+static_assert(std::is_same_v<decltype(static_cast<GemmExFn*>(&cublasGemmEx)), GemmExFn*>);
+
+// The cuBLAS entry points used here (the _v2 names are what cublas_v2.h's macros expand to).
+struct CublasApi {
+    decltype(&cublasCreate_v2) create = nullptr;
+    decltype(&cublasDestroy_v2) destroy = nullptr;
+    decltype(&cublasSetStream_v2) set_stream = nullptr;
+    decltype(&cublasSetMathMode) set_math_mode = nullptr;
+    GemmExFn* gemm_ex = nullptr;
+    decltype(&cublasGetStatusName) status_name = nullptr;
+    decltype(&cublasGetStatusString) status_string = nullptr;
+    std::string library;  // the file dlopen loaded
+};
+
+Result<const CublasApi*> cublas_api() {
+    static CublasApi api;
+    static std::string error;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const std::string so = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+        std::vector<std::string> names{so};
+#ifdef TCA_CUDA_LIBRARY_DIR
+        names.push_back(std::string(TCA_CUDA_LIBRARY_DIR) + "/" + so);
+#endif
+        DynamicLibrary lib = DynamicLibrary::open(names);
+        if (!lib.handle) {
+            error = "cuda: cannot load " + so + " (" + lib.error + "); install cuBLAS " +
+                    std::to_string(CUBLAS_VER_MAJOR) + " or add its directory to LD_LIBRARY_PATH";
+            return;
+        }
+        lib.resolve("cublasCreate_v2", api.create);
+        lib.resolve("cublasDestroy_v2", api.destroy);
+        lib.resolve("cublasSetStream_v2", api.set_stream);
+        lib.resolve("cublasSetMathMode", api.set_math_mode);
+        lib.resolve("cublasGemmEx", api.gemm_ex);
+        lib.resolve("cublasGetStatusName", api.status_name);
+        lib.resolve("cublasGetStatusString", api.status_string);
+        api.library = lib.name;
+        error = lib.error;
+    });
+    if (!error.empty()) return unsupported("%s", error.c_str());
+    return &api;
+}
+
+}  // namespace
+
+Result<std::string> cublas_library() {
+    TCA_ASSIGN_OR_RETURN(const CublasApi* api, cublas_api());
+    return api->library;
+}
+
+namespace {
+
+Status cublas_status(const CublasApi& api, cublasStatus_t s, const char* what) {
     if (s == CUBLAS_STATUS_SUCCESS) return Status();
-    return device_error("cuda: cuBLAS %s failed: %s (%s)", what, cublasGetStatusName(s),
-                        cublasGetStatusString(s));
+    return device_error("cuda: cuBLAS %s failed: %s (%s)", what, api.status_name(s), api.status_string(s));
 }
 
 // The handle runs on the backend's stream; CUBLAS_DEFAULT_MATH keeps f32 GEMMs in full f32 (no
 // TF32) while 16-bit inputs still use tensor cores with f32 accumulation.
-Status configure(cublasHandle_t h) {
-    TCA_RETURN_IF_ERROR(cublas_status(cublasSetStream(h, cu_stream()), "cublasSetStream"));
-    return cublas_status(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+Status configure(const CublasApi& api, cublasHandle_t h) {
+    TCA_RETURN_IF_ERROR(cublas_status(api, api.set_stream(h, cu_stream()), "cublasSetStream"));
+    return cublas_status(api, api.set_math_mode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
 }
 
 // The process's cuBLAS handle, bound to the backend's stream, created on first use and kept
 // until exit (destroying it from a static destructor could run after the CUDA runtime's own
 // teardown).
-Result<cublasHandle_t> cublas_handle() {
+Result<cublasHandle_t> cublas_handle(const CublasApi& api) {
     static std::mutex mu;
     static cublasHandle_t handles[kMaxDevices] = {};  // one per device (each on its stream)
     cublasHandle_t& handle = handles[current_device()];
     std::lock_guard<std::mutex> lock(mu);
     if (handle == nullptr) {
         cublasHandle_t h = nullptr;
-        TCA_RETURN_IF_ERROR(cublas_status(cublasCreate(&h), "cublasCreate"));
-        const Status s = configure(h);
+        TCA_RETURN_IF_ERROR(cublas_status(api, api.create(&h), "cublasCreate"));
+        const Status s = configure(api, h);
         if (!s.ok()) {
-            cublasDestroy(h);
+            api.destroy(h);
             return s;
         }
         handle = h;
@@ -196,13 +259,14 @@ Status matmul(const MatmulParams& p) {
         }
     }
 
-    TCA_ASSIGN_OR_RETURN(cublasHandle_t handle, cublas_handle());
+    TCA_ASSIGN_OR_RETURN(const CublasApi* api, cublas_api());
+    TCA_ASSIGN_OR_RETURN(cublasHandle_t handle, cublas_handle(*api));
     const float alpha = 1.0f, beta = 0.0f;
     TCA_RETURN_IF_ERROR(cublas_status(
-        cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out),
-                     static_cast<int>(n_tokens), static_cast<int>(n_in), &alpha, a, a_type,
-                     static_cast<int>(n_in), b, b_type, static_cast<int>(ldb), &beta, p.y.data,
-                     CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        *api, api->gemm_ex(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out),
+                           static_cast<int>(n_tokens), static_cast<int>(n_in), &alpha, a, a_type,
+                           static_cast<int>(n_in), b, b_type, static_cast<int>(ldb), &beta, p.y.data,
+                           CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx (matmul)"));
 
     if (!p.bias.empty()) {

@@ -4,7 +4,6 @@
 // libnccl.so.2 is opened at run time (dlopen) on the first --tensor-parallel, so binaries start
 // on machines without NCCL (the CUDA tests, single-GPU runs) and say so in one line when asked.
 #if TCA_HAVE_NCCL
-#include <dlfcn.h>
 #include <nccl.h>
 
 #include <cstdlib>
@@ -16,6 +15,7 @@
 #include "backend/communicator.h"
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/cuda_runtime.h"
+#include "backend/cuda/dynamic_library.h"
 
 namespace tca {
 namespace {
@@ -34,21 +34,18 @@ Result<const NcclApi*> nccl_api() {
     static std::string error;
     static std::once_flag once;
     std::call_once(once, [] {
-        void* lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
-        if (!lib) {
-            error = std::string("--tensor-parallel on cuda: cannot load libnccl.so.2 (") + dlerror() +
+        cuda::DynamicLibrary lib = cuda::DynamicLibrary::open({"libnccl.so.2"});
+        if (!lib.handle) {
+            error = "--tensor-parallel on cuda: cannot load libnccl.so.2 (" + lib.error +
                     "); install NCCL or add its lib directory to LD_LIBRARY_PATH";
             return;
         }
-        const auto sym = [&](const char* name, auto& fn) {
-            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-            if (!fn && error.empty()) error = std::string("libnccl.so.2 has no ") + name;
-        };
-        sym("ncclGetErrorString", api.get_error_string);
-        sym("ncclCommInitAll", api.comm_init_all);
-        sym("ncclAllReduce", api.all_reduce);
-        sym("ncclCommDestroy", api.comm_destroy);
-        sym("ncclCommAbort", api.comm_abort);
+        lib.resolve("ncclGetErrorString", api.get_error_string);
+        lib.resolve("ncclCommInitAll", api.comm_init_all);
+        lib.resolve("ncclAllReduce", api.all_reduce);
+        lib.resolve("ncclCommDestroy", api.comm_destroy);
+        lib.resolve("ncclCommAbort", api.comm_abort);
+        error = lib.error;
     });
     if (!error.empty()) return unsupported("%s", error.c_str());
     return &api;
