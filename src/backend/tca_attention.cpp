@@ -95,27 +95,26 @@ size_t TcaPrefillWorkspace::nbytes() const {
            v_global.nbytes() + global_pos.nbytes();
 }
 
-Status tca_prefill_attention(Device device, const TensorView& q, const TensorView& k,
-                             const TensorView& v, const TensorView& out,
-                             const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
-                             TcaStageTimings* timings) {
+Status tca_select(Device device, const TensorView& q, const TensorView& k,
+                  const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
+                  TcaStageTimings* timings) {
     const SparseOptions& opt = ws.opt;
     TCA_RETURN_IF_ERROR(validate(opt));
     if (k.ndim != 3 || q.ndim != 3) {
-        return invalid_argument("tca prefill: q and k must be 3-d, got %s and %s",
+        return invalid_argument("tca selection: q and k must be 3-d, got %s and %s",
                                 q.shape_string().c_str(), k.shape_string().c_str());
     }
     const int64_t hkv = k.shape[0], n_tokens = k.shape[1];
     if (q.shape[1] != n_tokens) {
-        return invalid_argument("tca prefill: q has %lld tokens but k has %lld",
+        return invalid_argument("tca selection: q has %lld tokens but k has %lld",
                                 static_cast<long long>(q.shape[1]), static_cast<long long>(n_tokens));
     }
     if (static_cast<int64_t>(configs.size()) != hkv) {
-        return invalid_argument("tca prefill: expected one head configuration per KV head (%lld), "
+        return invalid_argument("tca selection: expected one head configuration per KV head (%lld), "
                                 "got %zu", static_cast<long long>(hkv), configs.size());
     }
     if (hkv != ws.scores.view().shape[0] || n_tokens > ws.scores.view().shape[1]) {
-        return invalid_argument("tca prefill: %lld KV heads x %lld tokens exceed the workspace "
+        return invalid_argument("tca selection: %lld KV heads x %lld tokens exceed the workspace "
                                 "(%lld x %lld)", static_cast<long long>(hkv),
                                 static_cast<long long>(n_tokens),
                                 static_cast<long long>(ws.scores.view().shape[0]),
@@ -123,12 +122,11 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
     }
     TcaStageTimings local;
     TcaStageTimings& t = timings ? *timings : local;
-    const int64_t b = opt.block_size;
-    const int64_t n = n_candidate_blocks(n_tokens, opt.local_window, b);
-    if (n == 0) {  // The whole prompt is local band: exactly dense (tca-method M3).
-        StageClock clock(&t.attend_ms, device);
-        AttentionDenseParams dp{q, k, v, out, 0, 0.0f};
-        return ops::attention_dense(device, dp);
+    const int64_t n = n_candidate_blocks(n_tokens, opt.local_window, opt.block_size);
+    if (n == 0) {
+        return invalid_argument("tca selection: %lld tokens leave no candidate block (local window %lld, "
+                                "block %lld)", static_cast<long long>(n_tokens),
+                                static_cast<long long>(opt.local_window), static_cast<long long>(opt.block_size));
     }
     // M2: importance from the last obs_window queries.
     const int64_t n_obs = std::min<int64_t>(opt.obs_window, n_tokens);
@@ -166,13 +164,34 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
         TCA_RETURN_IF_ERROR(ops::block_budget(device, bb));
     }
     // M5: per-block top-t selection (or the global top sum_j t_j, Selection::kGlobal).
-    const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
+    const TensorView selected = slice(ws.selected.view(), 1, 0, n * opt.block_size);
     {
         StageClock clock(&t.select_ms, device);
         TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool,
                              opt.selection == Selection::kGlobal};
         TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
     }
+    return Status();
+}
+
+Status tca_prefill_attention(Device device, const TensorView& q, const TensorView& k,
+                             const TensorView& v, const TensorView& out,
+                             const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
+                             TcaStageTimings* timings) {
+    const SparseOptions& opt = ws.opt;
+    TcaStageTimings local;
+    TcaStageTimings& t = timings ? *timings : local;
+    const int64_t b = opt.block_size;
+    TCA_RETURN_IF_ERROR(validate(opt));
+    if (k.ndim != 3) return invalid_argument("tca prefill: k must be 3-d, got %s", k.shape_string().c_str());
+    const int64_t n = n_candidate_blocks(k.shape[1], opt.local_window, b);
+    if (n == 0) {  // The whole prompt is local band: exactly dense (tca-method M3).
+        StageClock clock(&t.attend_ms, device);
+        AttentionDenseParams dp{q, k, v, out, 0, 0.0f};
+        return ops::attention_dense(device, dp);
+    }
+    TCA_RETURN_IF_ERROR(tca_select(device, q, k, configs, ws, &t));
+    const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     // Gather the selection into a compact global list (the global part of the cache, M7).
     const TensorView k_global = slice(ws.k_global.view(), 1, 0, n * b);
     const TensorView v_global = slice(ws.v_global.view(), 1, 0, n * b);

@@ -56,6 +56,13 @@ private:
     TcaPrefillWorkspace() = default;
 };
 
+// M2-M5 alone: the selection of the n_candidate_blocks(L) candidate blocks of q over k (all
+// positions 0..L-1, L = k.shape[1] = q.shape[1]) into ws.selected / ws.n_selected (per KV head,
+// ascending positions). An error when L leaves no candidate block.
+Status tca_select(Device device, const TensorView& q, const TensorView& k,
+                  const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
+                  TcaStageTimings* timings);
+
 // out = TCA attention of q over k, v (all positions 0..L-1, L = k.shape[1] = q.shape[1]).
 // configs holds one HeadConfig per KV head (tca-method M4). Fills *timings when non-null.
 Status tca_prefill_attention(Device device, const TensorView& q, const TensorView& k,

@@ -249,14 +249,17 @@ Status AttentionRunner::attend(Device device, int64_t layer, const TensorView& q
             const SparseOptions& o = policy_.budgets.options;
             // The whole prompt in one batch on an empty cache: sparse prefill (M6) when there
             // are candidate blocks and it beats dense by min_prefill_gain (performance.md P8).
-            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0 &&
-                sparse_pays_off(layer, n)) {
-                return tca_prefill(device, layer, q, kv, out);
+            if (pos0 == 0 && prompt_end && n_candidate_blocks(n, o.local_window, o.block_size) > 0) {
+                if (sparse_pays_off(layer, n)) return tca_prefill(device, layer, q, kv, out);
+                // Kept dense: the cache keeps what the sparse prefill would have selected (M7),
+                // so decoding starts from a compacted cache, selected by the same batched
+                // M2-M5 pipeline (all KV heads at once, no host round trip per head).
+                TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
+                return tca_prompt_compact(device, layer, q, kv);
             }
             // Otherwise dense attention, then the local overflow is compacted at once, scored
-            // with the batch's last query (the M7 chunk rule; a prompt kept dense is such a
-            // chunk, so decoding starts from a compacted cache instead of compacting one
-            // oversized block per step). A single token compacts the oldest full block.
+            // with the batch's last query (the M7 chunk rule). A single token compacts the
+            // oldest full block.
             TCA_RETURN_IF_ERROR(dense_attend(device, q, kv, pos0, out));
             return tca_compact(device, layer, q, kv);
         }
@@ -279,14 +282,27 @@ Status AttentionRunner::attend(Device device, int64_t layer, const TensorView& q
 
 Status AttentionRunner::tca_prefill(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
                                     const TensorView& out) {
-    const SparseOptions& o = policy_.budgets.options;
     const int64_t L = q.shape[1];
     const TensorView k = slice(kv.k.view(), 1, 0, L), v = slice(kv.v.view(), 1, 0, L);
     TCA_RETURN_IF_ERROR(tca_prefill_attention(device, q, k, v, out,
                                               policy_.budgets.heads[static_cast<size_t>(layer)],
                                               *ws_, &timings_));
-    // The cache keeps the selection and the local band (M7): the selected positions are slot
-    // offsets of the candidate region [0, n * b) since slot == position before compaction.
+    return compact_to_selection(device, layer, kv, L);
+}
+
+// A whole prompt attended densely (sparse_pays_off false): the selection alone, then the
+// same compaction as after the sparse prefill.
+Status AttentionRunner::tca_prompt_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv) {
+    const int64_t L = q.shape[1];
+    TCA_RETURN_IF_ERROR(tca_select(device, q, slice(kv.k.view(), 1, 0, L),
+                                   policy_.budgets.heads[static_cast<size_t>(layer)], *ws_, &timings_));
+    return compact_to_selection(device, layer, kv, L);
+}
+
+// The cache keeps the workspace's selection and the local band (M7): the selected positions
+// are slot offsets of the candidate region [0, n * b) since slot == position before compaction.
+Status AttentionRunner::compact_to_selection(Device device, int64_t layer, KvLayer& kv, int64_t L) {
+    const SparseOptions& o = policy_.budgets.options;
     const int64_t region = n_candidate_blocks(L, o.local_window, o.block_size) * o.block_size;
     int32_t* regions = host<int32_t>(region_, h_region_);
     for (int64_t h = 0; h < n_kv_heads_; ++h) regions[h] = static_cast<int32_t>(region);

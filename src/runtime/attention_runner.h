@@ -80,6 +80,8 @@ private:
     Status tca_prefill(Device device, int64_t layer, const TensorView& q, KvLayer& kv,
                        const TensorView& out);
     Status tca_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv);
+    Status tca_prompt_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv);
+    Status compact_to_selection(Device device, int64_t layer, KvLayer& kv, int64_t L);
     // Whether an n-token prompt's sparse prefill beats dense by policy.min_prefill_gain.
     bool sparse_pays_off(int64_t layer, int64_t n_tokens) const;
     Status compress_prompt(Device device, int64_t layer, const TensorView& q, KvLayer& kv);

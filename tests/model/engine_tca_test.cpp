@@ -180,6 +180,38 @@ TEST_F(EngineTca, PromptKeptDenseIsCompactedAtOnce) {
     EXPECT_EQ(tca->stats().kv_bytes, counted_bytes(c));
 }
 
+// The prompt kept dense keeps what the sparse prefill would have selected (M7): layer 0 sees
+// the same queries and keys either way, so its cache holds the same positions; every layer
+// holds the same counts (the Psi budgets of the overflow blocks).
+TEST_F(EngineTca, PromptKeptDenseKeepsTheSparsePrefillSelection) {
+    const HeadConfig cfg = log_gaussian_config(1.0, 1.0, 8);
+    AttentionPolicy kept_dense = tca_policy(cfg), sparse = tca_policy(cfg);
+    kept_dense.min_prefill_gain = 1e6;  // never sparse
+    sparse.min_prefill_gain = 0.0;      // always sparse
+    auto a = make_engine(kept_dense);
+    auto b = make_engine(sparse);
+    const auto ids = a->tokenizer().encode(kStory, true, true);
+    ASSERT_TRUE(a->eval(ids, nullptr).ok());
+    ASSERT_TRUE(b->eval(ids, nullptr).ok());
+    const KvCache &ca = a->cache(), &cb = b->cache();
+    expect_cache_well_formed(ca);
+    int64_t dropped = 0;
+    for (int64_t l = 0; l < ca.n_layers(); ++l) {
+        const KvLayer &x = ca.layer(l), &y = cb.layer(l);
+        for (int64_t h = 0; h < ca.n_kv_heads(); ++h) {
+            const int32_t n = x.n_slots.data<int32_t>()[h];
+            ASSERT_EQ(n, y.n_slots.data<int32_t>()[h]) << "layer " << l << " head " << h;
+            ASSERT_EQ(x.n_global.data<int32_t>()[h], y.n_global.data<int32_t>()[h]);
+            dropped += static_cast<int64_t>(ids.size()) - n;
+            if (l != 0) continue;
+            const int32_t* px = x.slot_pos.data<int32_t>() + h * x.slot_pos.view().stride[0];
+            const int32_t* py = y.slot_pos.data<int32_t>() + h * y.slot_pos.view().stride[0];
+            EXPECT_EQ(std::vector<int32_t>(px, px + n), std::vector<int32_t>(py, py + n)) << "head " << h;
+        }
+    }
+    EXPECT_GT(dropped, 0);
+}
+
 TEST(SparsePrefillGain, FullBudgetGainsNothingAndGainGrowsWithLength) {
     SparseOptions o;
     o.block_size = 128;
