@@ -22,6 +22,7 @@
 
 #include "backend/cuda/attention_prefill.h"
 #include "backend/cuda/attention_wgmma.h"
+#include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
 #include "backend/ops.h"
 #include "core/flags.h"
@@ -45,10 +46,13 @@ struct Options {
     int64_t reps = 10;
     int64_t warmup = 3;
     std::vector<int64_t> decode_lengths{32768, 131072};
+    int64_t ffn = 14336;     // LLaMA-3.1-8B's MLP width
+    int64_t vocab = 128256;  // and vocabulary
+    std::vector<int64_t> matmul_tokens{1, 4};
     int64_t copy_mib = 1024;
     std::string out;
     std::string git_sha = "unknown";
-    bool dense = true, tca = true, decode = true;
+    bool dense = true, tca = true, decode = true, matmul = true;
 };
 
 struct Stats {
@@ -598,6 +602,75 @@ Status bench_decode(const Options& o, int64_t L, size_t l2_bytes, Recorder& rec)
     return Status();
 }
 
+// ---- Decode-shaped matmuls: the 8B layer's projections and the output layer with n_tokens
+// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the GEMV kernel and
+// through pack_rows + cuBLAS (cuda::set_matmul_gemv) in the same run. Weight copies are
+// rotated so the bytes read per call exceed 3x L2 (each weight read from memory, as in a decode
+// step); each timed region is `inner` calls back to back, divided, so launch gaps count as
+// they do in a decode step.
+Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tokens, const char* name,
+                    size_t l2_bytes, Recorder& rec) {
+    const double w_bytes = 2.0 * static_cast<double>(n_out * n_in);
+    const int64_t n_sets = std::clamp<int64_t>(
+        static_cast<int64_t>(std::ceil(3.0 * static_cast<double>(l2_bytes) / w_bytes)), 1, 8);
+    std::vector<DevTensor> ws;
+    for (int64_t s = 0; s < n_sets; ++s) {
+        TCA_ASSIGN_OR_RETURN(DevTensor w, dev_tensor(DType::kBF16, {n_out, n_in}));
+        TCA_RETURN_IF_ERROR(fill_random(w.buf.get(), DType::kBF16, w.view.numel(),
+                                        static_cast<uint64_t>(n_out * 7 + n_in + s), 0.05f));
+        ws.push_back(std::move(w));
+    }
+    TCA_ASSIGN_OR_RETURN(DevTensor x, dev_tensor(DType::kF32, {n_tokens, n_in}));
+    TCA_RETURN_IF_ERROR(fill_random(x.buf.get(), DType::kF32, x.view.numel(), static_cast<uint64_t>(n_in) + 5, 1.0f));
+    TCA_ASSIGN_OR_RETURN(DevTensor y_gemv, dev_tensor(DType::kF32, {n_tokens, n_out}));
+    TCA_ASSIGN_OR_RETURN(DevTensor y_blas, dev_tensor(DType::kF32, {n_tokens, n_out}));
+    auto params = [&](size_t s, const DevTensor& y) {
+        return MatmulParams{x.view, MatrixView{ws[s].buf.get(), GgmlType::kBF16, n_out, n_in}, TensorView{},
+                            y.view, MatmulActivations::kWeightDotType};
+    };
+    // The two paths' outputs agree (same math, another summation order).
+    cuda::set_matmul_gemv(true);
+    TCA_RETURN_IF_ERROR(ops::matmul(Device::kCuda, params(0, y_gemv)));
+    cuda::set_matmul_gemv(false);
+    TCA_RETURN_IF_ERROR(ops::matmul(Device::kCuda, params(0, y_blas)));
+    TCA_RETURN_IF_ERROR(cuda::synchronize());
+    std::vector<float> a(static_cast<size_t>(n_tokens * n_out)), b(a.size());
+    TCA_RETURN_IF_ERROR(cuda::copy_to_host(a.data(), y_gemv.buf.get(), a.size() * 4));
+    TCA_RETURN_IF_ERROR(cuda::copy_to_host(b.data(), y_blas.buf.get(), b.size() * 4));
+    double diff = 0, ref = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+        ref = std::max(ref, std::fabs(static_cast<double>(b[i])));
+    }
+    constexpr int64_t inner = 20;
+    for (bool gemv : {true, false}) {
+        cuda::set_matmul_gemv(gemv);
+        size_t next = 0;
+        auto t = time_region(o, [&] {
+            for (int64_t i = 0; i < inner; ++i) {
+                TCA_RETURN_IF_ERROR(ops::matmul(Device::kCuda, params(next, gemv ? y_gemv : y_blas)));
+                next = (next + 1) % ws.size();
+            }
+            return Status();
+        });
+        cuda::set_matmul_gemv(true);
+        TCA_RETURN_IF_ERROR(t.status());
+        Stats per = *t;
+        per.median_ms /= inner, per.min_ms /= inner, per.max_ms /= inner;
+        Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, gemv ? "gemv" : "cublas")};
+        r.extra.emplace_back("n_out", static_cast<double>(n_out));
+        r.extra.emplace_back("n_in", static_cast<double>(n_in));
+        r.extra.emplace_back("n_tokens", static_cast<double>(n_tokens));
+        r.extra.emplace_back("gemv", gemv ? 1.0 : 0.0);
+        r.extra.emplace_back("weight_bytes", w_bytes);
+        r.extra.emplace_back("gbps", w_bytes / (per.median_ms * 1e-3) / 1e9);
+        r.extra.emplace_back("max_abs_diff_gemv_cublas", diff);
+        r.extra.emplace_back("max_abs_out", ref);
+        rec.add(std::move(r));
+    }
+    return Status();
+}
+
 // Device-to-device copy of copy_mib MiB: the bandwidth ceiling, bytes read + written.
 Status bench_copy(const Options& o, Recorder& rec) {
     const size_t bytes = static_cast<size_t>(o.copy_mib) << 20;
@@ -655,6 +728,10 @@ int run(int argc, char** argv) {
     flags.add_bool("dense", &o.dense, "run the dense prefill rows");
     flags.add_bool("tca", &o.tca, "run the TCA prefill rows");
     flags.add_bool("decode", &o.decode, "run the decode and copy rows");
+    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (GEMV kernel and cuBLAS)");
+    flags.add_int("ffn", &o.ffn, "MLP width of the matmul rows");
+    flags.add_int("vocab", &o.vocab, "vocabulary of the matmul rows' output layer");
+    flags.add_int_list("matmul-tokens", &o.matmul_tokens, "rows of x in the matmul rows");
     std::vector<std::string> args(argv + 1, argv + argc);
     bool help = false;
     if (Status s = flags.parse(args, &help); !s.ok()) {
@@ -671,9 +748,10 @@ int run(int argc, char** argv) {
         return 2;
     }
     if (o.heads <= 0 || o.kv_heads <= 0 || o.heads % o.kv_heads != 0 || o.reps < 1 ||
-        o.warmup < 0 || o.copy_mib < 1) {
+        o.warmup < 0 || o.copy_mib < 1 || o.ffn < 8 || o.vocab < 1 ||
+        std::any_of(o.matmul_tokens.begin(), o.matmul_tokens.end(), [](int64_t n) { return n < 1; })) {
         std::fprintf(stderr, "tca_gpu_bench: need heads %% kv-heads == 0, reps >= 1, warmup >= 0, "
-                             "copy-mib >= 1\n");
+                             "copy-mib >= 1, ffn >= 8, vocab >= 1, matmul-tokens >= 1\n");
         return 2;
     }
     if (Status s = validate(SparseOptions{static_cast<int>(o.block_size),
@@ -730,6 +808,23 @@ int run(int argc, char** argv) {
         for (int64_t L : o.decode_lengths) {
             if (Status s = bench_decode(o, L, info->l2_bytes, rec); !s.ok()) rec.fail(tag("decode", L, -1), s);
         }
+    }
+    if (o.matmul) {
+        const int64_t d = o.heads * o.head_dim, dkv = o.kv_heads * o.head_dim;
+        const struct {
+            const char* name;
+            int64_t n_out, n_in;
+        } shapes[] = {{"wq_wo", d, d}, {"wk_wv", dkv, d}, {"gate_up", o.ffn, d}, {"down", d, o.ffn},
+                      {"output", o.vocab, d}};
+        for (int64_t n : o.matmul_tokens) {
+            for (const auto& sh : shapes) {
+                if (Status s = bench_matmul(o, sh.n_out, sh.n_in, n, sh.name, info->l2_bytes, rec); !s.ok()) {
+                    rec.fail(fmt("matmul %s t=%lld", sh.name, static_cast<long long>(n)), s);
+                }
+            }
+        }
+    }
+    if (o.decode || o.matmul) {
         if (Status s = bench_copy(o, rec); !s.ok()) rec.fail("copy", s);
     }
     rec.print_table();
