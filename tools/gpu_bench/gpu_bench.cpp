@@ -603,8 +603,8 @@ Status bench_decode(const Options& o, int64_t L, size_t l2_bytes, Recorder& rec)
 }
 
 // ---- Decode-shaped matmuls: the 8B layer's projections and the output layer with n_tokens
-// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the GEMV kernel and
-// through pack_rows + cuBLAS (cuda::set_matmul_gemv) in the same run. Weight copies are
+// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the dispatch (the GEMV
+// kernel for one row) and through pack_rows + cuBLAS (cuda::set_matmul_gemv) in the same run. Weight copies are
 // rotated so the bytes read per call exceed 3x L2 (each weight read from memory, as in a decode
 // step); each timed region is `inner` calls back to back, divided, so launch gaps count as
 // they do in a decode step.
@@ -657,11 +657,11 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
         TCA_RETURN_IF_ERROR(t.status());
         Stats per = *t;
         per.median_ms /= inner, per.min_ms /= inner, per.max_ms /= inner;
-        Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, gemv ? "gemv" : "cublas")};
+        Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, gemv ? "dispatch" : "cublas")};
         r.extra.emplace_back("n_out", static_cast<double>(n_out));
         r.extra.emplace_back("n_in", static_cast<double>(n_in));
         r.extra.emplace_back("n_tokens", static_cast<double>(n_tokens));
-        r.extra.emplace_back("gemv", gemv ? 1.0 : 0.0);
+        r.extra.emplace_back("gemv_enabled", gemv ? 1.0 : 0.0);
         r.extra.emplace_back("weight_bytes", w_bytes);
         r.extra.emplace_back("gbps", w_bytes / (per.median_ms * 1e-3) / 1e9);
         r.extra.emplace_back("max_abs_diff_gemv_cublas", diff);
@@ -728,7 +728,8 @@ int run(int argc, char** argv) {
     flags.add_bool("dense", &o.dense, "run the dense prefill rows");
     flags.add_bool("tca", &o.tca, "run the TCA prefill rows");
     flags.add_bool("decode", &o.decode, "run the decode and copy rows");
-    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (GEMV kernel and cuBLAS)");
+    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the dispatch, i.e. the GEMV kernel for "
+                   "one row, and cuBLAS)");
     flags.add_int("ffn", &o.ffn, "MLP width of the matmul rows");
     flags.add_int("vocab", &o.vocab, "vocabulary of the matmul rows' output layer");
     flags.add_int_list("matmul-tokens", &o.matmul_tokens, "rows of x in the matmul rows");

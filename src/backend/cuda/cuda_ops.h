@@ -29,12 +29,11 @@ TCA_FOR_EACH_MODEL_OP(TCA_CUDA_DECLARE_OP)
 // points matmul calls: the file it loaded, or a one-line error naming what is missing.
 Result<std::string> cublas_library();
 
-// matmul with 16-bit weights in kWeightDotType mode and at most kGemvMaxTokens rows of x runs
-// the backend's own GEMV kernel (one warp per output row, weights streamed in 16-byte loads, x
+// matmul with 16-bit weights in kWeightDotType mode and one row of x runs the backend's own
+// GEMV kernel (one warp per output row, weights streamed in 16-byte loads, x
 // rounded in registers, bias fused) instead of pack_rows + cuBLAS: the decode step's shape,
 // where each weight is read once. Off: always cuBLAS (tca_gpu_bench measures both; the
 // environment variable TCA_CUDA_GEMV=0 starts a process with it off).
-inline constexpr int64_t kGemvMaxTokens = 4;
 void set_matmul_gemv(bool on);
 bool matmul_gemv();
 

@@ -13,8 +13,8 @@
 //    neither is used here). F16/BF16 weights in this mode are widened to f32 in scratch slot 1
 //    on every call: exact but slow (n_out * n_in * 4 bytes written and read again); the engine
 //    uses it only for accuracy studies.
-//  - the decode shape (kWeightDotType, 16-bit weights, n_tokens <= kGemvMaxTokens, n_in a
-//    multiple of 8, 16-byte aligned weights): gemv_kernel, one warp per output row, with the same
+//  - the decode shape (kWeightDotType, 16-bit weights, one token, n_in a multiple of 8,
+//    16-byte aligned weights): gemv_kernel, one warp per output row, with the same
 //    math (x rounded to the weight's type, exact products, f32 sums in another order) in one
 //    launch: no packed copy of x, no cuBLAS call, bias added in the kernel.
 // Row-major to cuBLAS column-major: y^T (n_out x n_tokens, ld = y's row stride) =
@@ -202,7 +202,10 @@ Status widen_weights(const void* w, int64_t n, float* out) {
 }
 
 
-// ---- GEMV (decode): y[t, o] = sum_i round(x[t, i]) * w[o, i] (+ bias[o]) for N <= 4 rows.
+// ---- GEMV (decode): y[o] = sum_i round(x[i]) * w[o, i] (+ bias[o]) for one row of x.
+// tca_gpu_bench on an H100 (session 8): faster than pack_rows + cuBLAS for one row (LLaMA-8B
+// shapes: 2.3-3.2 TB/s against 0.8-2.9), slower for 4 rows (the x loads and roundings per
+// weight grow with the rows), so only one row takes this path.
 constexpr int kGemvWarps = 4;  // output rows per block
 constexpr int kGemvUnroll = 4;  // 16-byte weight loads in flight per lane
 
@@ -215,99 +218,71 @@ __device__ inline float2 widen2(uint32_t bits, __nv_bfloat16) {
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits));
 }
 
-// acc[t] += the 8 weights of wv times x[t, i .. i + 7] (rounded to T). VX: x rows are 16-byte
-// aligned (float4 loads), else scalar loads.
-template <class T, int N, bool VX>
-__device__ inline void gemv_accumulate(const uint4& wv, const float* __restrict__ x, int64_t x_ld, int64_t i,
-                                       float (&acc)[N]) {
+// acc += the 8 weights of wv times x[i .. i + 7] (rounded to T). VX: x is 16-byte aligned
+// (float4 loads), else scalar loads.
+template <class T, bool VX>
+__device__ inline void gemv_accumulate(const uint4& wv, const float* __restrict__ x, int64_t i, float& acc) {
     const uint32_t wbits[4] = {wv.x, wv.y, wv.z, wv.w};
+    float xv[8];
+    if constexpr (VX) {
+        const float4 a = __ldg(reinterpret_cast<const float4*>(x + i));
+        const float4 b = __ldg(reinterpret_cast<const float4*>(x + i + 4));
+        xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
+        xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+    } else {
 #pragma unroll
-    for (int t = 0; t < N; ++t) {
-        float xv[8];
-        const float* xr = x + t * x_ld + i;
-        if constexpr (VX) {
-            const float4 a = __ldg(reinterpret_cast<const float4*>(xr));
-            const float4 b = __ldg(reinterpret_cast<const float4*>(xr + 4));
-            xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w;
-            xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
-        } else {
+        for (int e = 0; e < 8; ++e) xv[e] = __ldg(x + i + e);
+    }
 #pragma unroll
-            for (int e = 0; e < 8; ++e) xv[e] = __ldg(xr + e);
-        }
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float2 w2 = widen2(wbits[j], T{});
-            // Products of two 16-bit values are exact in f32, so the fma rounds only the sum.
-            acc[t] = fmaf(w2.x, round_to(xv[2 * j], T{}), acc[t]);
-            acc[t] = fmaf(w2.y, round_to(xv[2 * j + 1], T{}), acc[t]);
-        }
+    for (int j = 0; j < 4; ++j) {
+        const float2 w2 = widen2(wbits[j], T{});
+        // Products of two 16-bit values are exact in f32, so the fma rounds only the sum.
+        acc = fmaf(w2.x, round_to(xv[2 * j], T{}), acc);
+        acc = fmaf(w2.y, round_to(xv[2 * j + 1], T{}), acc);
     }
 }
 
-template <class T, int N, bool VX>
+template <class T, bool VX>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const T* __restrict__ w, int64_t n_in, int64_t n_out, const float* __restrict__ x,
-                int64_t x_ld, float* __restrict__ y, int64_t y_ld, const float* __restrict__ bias,
-                int64_t bias_stride) {
+                float* __restrict__ y, const float* __restrict__ bias, int64_t bias_stride) {
     const int lane = static_cast<int>(threadIdx.x) & 31;
     const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
     if (row >= n_out) return;  // the whole warp leaves together
     const uint4* wr = reinterpret_cast<const uint4*>(w + row * n_in);
     const int64_t n_vec = n_in / 8;
-    float acc[N];
-#pragma unroll
-    for (int t = 0; t < N; ++t) acc[t] = 0.0f;
+    float acc = 0.0f;
     int64_t v = lane;
     for (; v + 32 * (kGemvUnroll - 1) < n_vec; v += 32 * kGemvUnroll) {
         uint4 wv[kGemvUnroll];
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) wv[u] = __ldcs(wr + v + 32 * u);  // read once: streaming
 #pragma unroll
-        for (int u = 0; u < kGemvUnroll; ++u) gemv_accumulate<T, N, VX>(wv[u], x, x_ld, (v + 32 * u) * 8, acc);
+        for (int u = 0; u < kGemvUnroll; ++u) gemv_accumulate<T, VX>(wv[u], x, (v + 32 * u) * 8, acc);
     }
-    for (; v < n_vec; v += 32) gemv_accumulate<T, N, VX>(__ldcs(wr + v), x, x_ld, v * 8, acc);
+    for (; v < n_vec; v += 32) gemv_accumulate<T, VX>(__ldcs(wr + v), x, v * 8, acc);
 #pragma unroll
-    for (int t = 0; t < N; ++t) {
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
-    }
-    if (lane == 0) {
-        const float b = bias ? bias[row * bias_stride] : 0.0f;
-#pragma unroll
-        for (int t = 0; t < N; ++t) y[t * y_ld + row] = bias ? acc[t] + b : acc[t];
-    }
-}
-
-template <class T, int N>
-Status launch_gemv(const MatmulParams& p, int64_t ldc) {
-    const int64_t n_in = p.w.n_cols, n_out = p.w.n_rows;
-    const auto* w = static_cast<const T*>(p.w.data);
-    const float* x = p.x.ptr<const float>();
-    const int64_t x_ld = N == 1 ? n_in : p.x.stride[0];
-    const bool vx = reinterpret_cast<uintptr_t>(x) % 16 == 0 && (N == 1 || x_ld % 4 == 0);
-    const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
-    const int64_t bias_stride = p.bias.empty() ? 0 : p.bias.stride[0];
-    const auto blocks = static_cast<unsigned>((n_out + kGemvWarps - 1) / kGemvWarps);
-    if (vx) {
-        gemv_kernel<T, N, true><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(
-            w, n_in, n_out, x, x_ld, p.y.ptr<float>(), ldc, bias, bias_stride);
-    } else {
-        gemv_kernel<T, N, false><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(
-            w, n_in, n_out, x, x_ld, p.y.ptr<float>(), ldc, bias, bias_stride);
-    }
-    return launch_status("matmul: gemv_kernel");
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) y[row] = bias ? acc + bias[row * bias_stride] : acc;
 }
 
 template <class T>
-Status gemv(const MatmulParams& p, int64_t n_tokens, int64_t ldc) {
-    switch (n_tokens) {
-        case 1: return launch_gemv<T, 1>(p, ldc);
-        case 2: return launch_gemv<T, 2>(p, ldc);
-        case 3: return launch_gemv<T, 3>(p, ldc);
-        default: return launch_gemv<T, 4>(p, ldc);
+Status gemv(const MatmulParams& p) {
+    const int64_t n_in = p.w.n_cols, n_out = p.w.n_rows;
+    const auto* w = static_cast<const T*>(p.w.data);
+    const float* x = p.x.ptr<const float>();
+    const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
+    const int64_t bias_stride = p.bias.empty() ? 0 : p.bias.stride[0];
+    const auto blocks = static_cast<unsigned>((n_out + kGemvWarps - 1) / kGemvWarps);
+    if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+        gemv_kernel<T, true><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(w, n_in, n_out, x, p.y.ptr<float>(),
+                                                                            bias, bias_stride);
+    } else {
+        gemv_kernel<T, false><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(w, n_in, n_out, x, p.y.ptr<float>(),
+                                                                             bias, bias_stride);
     }
+    return launch_status("matmul: gemv_kernel");
 }
-static_assert(kGemvMaxTokens == 4, "gemv instantiates N = 1..4");
 
 // TCA_CUDA_GEMV=0 in the environment starts with the kernel off (A/B runs of the engine).
 std::atomic<bool> g_gemv{[] {
@@ -345,9 +320,9 @@ Status matmul(const MatmulParams& p) {
 
     const bool half_w = wt != GgmlType::kF32;
     const bool native = p.act == MatmulActivations::kWeightDotType && half_w;
-    if (native && n_tokens <= kGemvMaxTokens && n_in % 8 == 0 &&
-        reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && matmul_gemv()) {
-        return wt == GgmlType::kF16 ? gemv<__half>(p, n_tokens, ldc) : gemv<__nv_bfloat16>(p, n_tokens, ldc);
+    if (native && n_tokens == 1 && n_in % 8 == 0 && reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 &&
+        matmul_gemv()) {
+        return wt == GgmlType::kF16 ? gemv<__half>(p) : gemv<__nv_bfloat16>(p);
     }
     const void* a = p.w.data;
     cudaDataType a_type = CUDA_R_32F;
