@@ -12,15 +12,16 @@ namespace {
 
 // Host-clock time of one stage. GPU ops are asynchronous: on a device the clock waits for the
 // queued work at both ends, so each stage is charged its own time (a few microseconds of idle
-// GPU per stage) rather than whatever a later copy happened to wait for.
+// GPU per stage) rather than whatever a later copy happened to wait for. Without a sink (the
+// caller asked for no timings) it does nothing: no synchronisation.
 class StageClock {
 public:
     StageClock(double* sink, Device device) : sink_(sink), device_(device) {
-        if (device_ != Device::kCpu) (void)synchronize(device_);
+        if (sink_ && device_ != Device::kCpu) (void)synchronize(device_);
         t0_ = std::chrono::steady_clock::now();
     }
     ~StageClock() {
-        if (device_ != Device::kCpu) (void)synchronize(device_);
+        if (sink_ && device_ != Device::kCpu) (void)synchronize(device_);
         if (sink_) {
             *sink_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_)
                           .count();
@@ -120,8 +121,7 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
                                 static_cast<long long>(ws.scores.view().shape[0]),
                                 static_cast<long long>(ws.scores.view().shape[1]));
     }
-    TcaStageTimings local;
-    TcaStageTimings& t = timings ? *timings : local;
+    TcaStageTimings* t = timings;  // null: untimed
     const int64_t n = n_candidate_blocks(n_tokens, opt.local_window, opt.block_size);
     if (n == 0) {
         return invalid_argument("tca selection: %lld tokens leave no candidate block (local window %lld, "
@@ -132,14 +132,14 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
     const int64_t n_obs = std::min<int64_t>(opt.obs_window, n_tokens);
     const TensorView scores = slice(ws.scores.view(), 1, 0, n_tokens);
     {
-        StageClock clock(&t.importance_ms, device);
+        StageClock clock(t ? &t->importance_ms : nullptr, device);
         TokenImportanceParams ip{slice(q, 1, n_tokens - n_obs, n_obs), k, scores, -1, 0.0f};
         TCA_RETURN_IF_ERROR(ops::token_importance(device, ip));
     }
     // M3: block mass, HHI and scores over the n candidate blocks.
     const TensorView block_score = slice(ws.block_score.view(), 1, 0, n);
     {
-        StageClock clock(&t.block_score_ms, device);
+        StageClock clock(t ? &t->block_score_ms : nullptr, device);
         BlockScoreParams bp{scores, slice(ws.mass.view(), 1, 0, n), slice(ws.hhi.view(), 1, 0, n),
                             block_score, opt.block_size, static_cast<float>(opt.alpha),
                             opt.mass_norm};
@@ -148,7 +148,7 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
     // M4: Psi per KV head (host policy), then per-block budgets by rank.
     const TensorView keep = slice(ws.keep.view(), 1, 0, n);
     {
-        StageClock clock(&t.budget_ms, device);
+        StageClock clock(t ? &t->budget_ms : nullptr, device);
         const TensorView psi = slice(ws.psi.view(), 1, 0, n);
         // Built on the host: in the workspace itself, or in psi_host and uploaded (device).
         const bool host = ws.psi.on_host();
@@ -166,7 +166,7 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
     // M5: per-block top-t selection (or the global top sum_j t_j, Selection::kGlobal).
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * opt.block_size);
     {
-        StageClock clock(&t.select_ms, device);
+        StageClock clock(t ? &t->select_ms : nullptr, device);
         TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool,
                              opt.selection == Selection::kGlobal};
         TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
@@ -179,30 +179,29 @@ Status tca_prefill_attention(Device device, const TensorView& q, const TensorVie
                              const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
                              TcaStageTimings* timings) {
     const SparseOptions& opt = ws.opt;
-    TcaStageTimings local;
-    TcaStageTimings& t = timings ? *timings : local;
+    TcaStageTimings* t = timings;  // null: untimed
     const int64_t b = opt.block_size;
     TCA_RETURN_IF_ERROR(validate(opt));
     if (k.ndim != 3) return invalid_argument("tca prefill: k must be 3-d, got %s", k.shape_string().c_str());
     const int64_t n = n_candidate_blocks(k.shape[1], opt.local_window, b);
     if (n == 0) {  // The whole prompt is local band: exactly dense (tca-method M3).
-        StageClock clock(&t.attend_ms, device);
+        StageClock clock(t ? &t->attend_ms : nullptr, device);
         AttentionDenseParams dp{q, k, v, out, 0, 0.0f};
         return ops::attention_dense(device, dp);
     }
-    TCA_RETURN_IF_ERROR(tca_select(device, q, k, configs, ws, &t));
+    TCA_RETURN_IF_ERROR(tca_select(device, q, k, configs, ws, t));
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     // Gather the selection into a compact global list (the global part of the cache, M7).
     const TensorView k_global = slice(ws.k_global.view(), 1, 0, n * b);
     const TensorView v_global = slice(ws.v_global.view(), 1, 0, n * b);
     const TensorView global_pos = slice(ws.global_pos.view(), 1, 0, n * b);
     {
-        StageClock clock(&t.gather_ms, device);
+        StageClock clock(t ? &t->gather_ms : nullptr, device);
         KvGatherParams gp{k, v, selected, ws.n_selected.view(), k_global, v_global, global_pos};
         TCA_RETURN_IF_ERROR(ops::kv_gather(device, gp));
     }
     // M6: one softmax over the visible selection and the causal band.
-    StageClock clock(&t.attend_ms, device);
+    StageClock clock(t ? &t->attend_ms : nullptr, device);
     SparsePrefillParams pp{q, k, v, k_global, v_global, global_pos, ws.n_selected.view(), out, 0, n,
                            opt.block_size, opt.local_window, 0.0f};
     return ops::sparse_prefill(device, pp);

@@ -64,7 +64,8 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
                   TcaStageTimings* timings);
 
 // out = TCA attention of q over k, v (all positions 0..L-1, L = k.shape[1] = q.shape[1]).
-// configs holds one HeadConfig per KV head (tca-method M4). Fills *timings when non-null.
+// configs holds one HeadConfig per KV head (tca-method M4). Adds each stage's time to *timings
+// when non-null (on a device each stage is then bracketed by synchronisations); null: untimed.
 Status tca_prefill_attention(Device device, const TensorView& q, const TensorView& k,
                              const TensorView& v, const TensorView& out,
                              const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,

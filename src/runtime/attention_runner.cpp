@@ -286,16 +286,18 @@ Status AttentionRunner::tca_prefill(Device device, int64_t layer, const TensorVi
     const TensorView k = slice(kv.k.view(), 1, 0, L), v = slice(kv.v.view(), 1, 0, L);
     TCA_RETURN_IF_ERROR(tca_prefill_attention(device, q, k, v, out,
                                               policy_.budgets.heads[static_cast<size_t>(layer)],
-                                              *ws_, &timings_));
+                                              *ws_, time_stages_ ? &timings_ : nullptr));
     return compact_to_selection(device, layer, kv, L);
 }
 
 // A whole prompt attended densely (sparse_pays_off false): the selection alone, then the
-// same compaction as after the sparse prefill.
+// same compaction as after the sparse prefill. Untimed: the stage clocks' synchronisations
+// cost a short prompt more than the selection itself (H100, 8K: 20 ms of 396), so
+// tca_selection_ms counts the sparse prefill's stages only (when timed: set_stage_timing).
 Status AttentionRunner::tca_prompt_compact(Device device, int64_t layer, const TensorView& q, KvLayer& kv) {
     const int64_t L = q.shape[1];
     TCA_RETURN_IF_ERROR(tca_select(device, q, slice(kv.k.view(), 1, 0, L),
-                                   policy_.budgets.heads[static_cast<size_t>(layer)], *ws_, &timings_));
+                                   policy_.budgets.heads[static_cast<size_t>(layer)], *ws_, nullptr));
     return compact_to_selection(device, layer, kv, L);
 }
 

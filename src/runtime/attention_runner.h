@@ -50,6 +50,8 @@ public:
     const AttentionPolicy& policy() const { return policy_; }
     // Selection stage timings of TCA prefill, summed over layers (target P2).
     const TcaStageTimings& tca_timings() const { return timings_; }
+    // Off: the sparse prefill runs untimed (no stage synchronisations on a device).
+    void set_stage_timing(bool on) { time_stages_ = on; }
     size_t scratch_bytes() const;
     // Measures AttentionProbe for every prompt evaluated as one batch on an empty cache,
     // comparing the prefill outputs of its last `rows` queries (rows >= 1). Costs a dense
@@ -124,6 +126,7 @@ private:
     std::vector<Counts> counts_;  // [n_layer]
     const MemorySpace* space_ = nullptr;
     TcaStageTimings timings_;
+    bool time_stages_ = true;
     // AttentionProbe scratch: dense outputs of the probe rows [n_head, rows, d], the last
     // query's dense attention per KV head [n_kv_heads, ctx], its output over the kept cache
     // [n_head, 1, d].

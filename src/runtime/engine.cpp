@@ -158,6 +158,7 @@ Status Engine::create_rank(int r, const std::shared_ptr<const ModelWeights>& wei
                                                     kv_dtype, space.available_bytes(), space));
     TCA_ASSIGN_OR_RETURN(out.attention, AttentionRunner::create(policy, c.n_head, c.n_head_kv, c.head_dim,
                                                                 ctx, kv_dtype, space, r * c.n_head_kv));
+    out.attention->set_stage_timing(space.is_host() || opt_.time_tca_stages);
     if (opt_.probe_rows > 0) TCA_RETURN_IF_ERROR(out.attention->enable_probe(opt_.probe_rows));
     const bool whole_prompt = opt_.attention.kind == AttentionKind::kTca || opt_.probe_rows > 0;
     const int64_t batch = whole_prompt ? ctx : std::min(opt_.batch_size, ctx);

@@ -51,6 +51,10 @@ struct EngineOptions {
     // projections are all-reduced. On the CPU the ranks split --threads; on cuda rank r runs on
     // GPU r with an NCCL communicator. 1: one unsharded model, no communicator.
     int tensor_parallel = 1;
+    // Time the TCA prefill stages (stats: tca_selection_ms, tca_attend_ms) on a device too; the
+    // stage clocks then synchronise before and after each stage (H100, 16K prompt: ~1 ms per
+    // layer), so it is off by default there. The CPU always times them (no synchronisation).
+    bool time_tca_stages = false;
     // > 0: measure attention fidelity against dense (AttentionProbe, attention_runner.h) for
     // every prompt, comparing the prefill outputs of its last probe_rows queries; prompts then
     // run as one batch (as TCA's do) under every policy. Needs tensor_parallel 1.

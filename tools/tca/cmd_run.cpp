@@ -22,7 +22,7 @@ struct RunFlags {
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
     int64_t tensor_parallel = 1;
     double temp = 0.0, top_p = 0.95;
-    bool bos = true, verbose = false;
+    bool bos = true, verbose = false, time_stages = false;
 };
 
 Status run_main(RunFlags f, bool prompt_given) {
@@ -59,6 +59,7 @@ Status run_main(RunFlags f, bool prompt_given) {
     eo.kv_dtype = kv_type;
     eo.device = device;
     eo.all_logits = !f.logits_out.empty();
+    eo.time_tca_stages = f.time_stages;
     TCA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::create(eo));
     TCA_LOG_INFO("model %s: %s", f.model.c_str(), engine->config().to_string().c_str());
     TCA_LOG_INFO("memory: %s", engine->memory_report().c_str());
@@ -175,6 +176,9 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_string("attention", &f.attention, "P", "attention policy: dense, tca, streaming, snapkv or oracle");
     add_policy_flags(flags, &f.policy);
     flags.add_string("stats-json", &f.stats_json, "FILE", "write speed and KV-cache statistics as JSON");
+    flags.add_bool("time-stages", &f.time_stages, "time the TCA prefill stages on a GPU too (tca_selection_ms and "
+                   "tca_attend_ms in --stats-json; each stage is then bracketed by synchronisations, which slows "
+                   "the prefill; the CPU always times them)");
     flags.add_bool("verbose", &f.verbose, "debug logging");
     if (std::optional<int> code = parse_flags(flags, args)) return *code;
     if (f.verbose) set_log_level(LogLevel::kDebug);
