@@ -46,8 +46,8 @@ void add_policy_flags(FlagSet& flags, PolicyFlags* f) {
     flags.add_double("alpha", &f->alpha, "tca: blend of mass and spread in the block score");
     flags.add_double("min-prefill-gain", &f->min_prefill_gain,
                      "tca: sparse prefill only when dense attention would do this many times its work "
-                     "(else the prompt is attended densely, then its cache is compacted at once: short "
-                     "contexts never slower); 0 = always sparse");
+                     "(else the prompt is attended densely, then its cache keeps what the sparse prefill would have "
+                     "selected: short contexts attend at dense speed); 0 = always sparse");
     flags.add_string("mass-norm", &f->mass_norm, "M", "tca: block mass normalisation, max or none");
     flags.add_int("pool", &f->pool, "tca without --budget-file: rank a block's tokens by the largest "
                   "importance within +-N positions, so a span is kept with its attended start (0 = the "
