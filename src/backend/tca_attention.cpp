@@ -96,50 +96,55 @@ size_t TcaPrefillWorkspace::nbytes() const {
            v_global.nbytes() + global_pos.nbytes();
 }
 
-Status tca_select(Device device, const TensorView& q, const TensorView& k,
-                  const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
-                  TcaStageTimings* timings) {
-    const SparseOptions& opt = ws.opt;
-    TCA_RETURN_IF_ERROR(validate(opt));
+namespace {
+
+// The stage field of *t, or null (untimed) when t is null.
+double* sink(TcaStageTimings* t, double TcaStageTimings::*field) { return t ? &(t->*field) : nullptr; }
+
+// Shared input checks of tca_select and tca_prefill_attention (`what` names the caller).
+Status check_inputs(const char* what, const TensorView& q, const TensorView& k,
+                    const std::vector<HeadConfig>& configs, const TcaPrefillWorkspace& ws) {
+    TCA_RETURN_IF_ERROR(validate(ws.opt));
     if (k.ndim != 3 || q.ndim != 3) {
-        return invalid_argument("tca selection: q and k must be 3-d, got %s and %s",
-                                q.shape_string().c_str(), k.shape_string().c_str());
+        return invalid_argument("%s: q and k must be 3-d, got %s and %s", what, q.shape_string().c_str(),
+                                k.shape_string().c_str());
     }
     const int64_t hkv = k.shape[0], n_tokens = k.shape[1];
     if (q.shape[1] != n_tokens) {
-        return invalid_argument("tca selection: q has %lld tokens but k has %lld",
+        return invalid_argument("%s: q has %lld tokens but k has %lld", what,
                                 static_cast<long long>(q.shape[1]), static_cast<long long>(n_tokens));
     }
     if (static_cast<int64_t>(configs.size()) != hkv) {
-        return invalid_argument("tca selection: expected one head configuration per KV head (%lld), "
-                                "got %zu", static_cast<long long>(hkv), configs.size());
+        return invalid_argument("%s: expected one head configuration per KV head (%lld), got %zu", what,
+                                static_cast<long long>(hkv), configs.size());
     }
     if (hkv != ws.scores.view().shape[0] || n_tokens > ws.scores.view().shape[1]) {
-        return invalid_argument("tca selection: %lld KV heads x %lld tokens exceed the workspace "
-                                "(%lld x %lld)", static_cast<long long>(hkv),
-                                static_cast<long long>(n_tokens),
+        return invalid_argument("%s: %lld KV heads x %lld tokens exceed the workspace (%lld x %lld)", what,
+                                static_cast<long long>(hkv), static_cast<long long>(n_tokens),
                                 static_cast<long long>(ws.scores.view().shape[0]),
                                 static_cast<long long>(ws.scores.view().shape[1]));
     }
-    TcaStageTimings* t = timings;  // null: untimed
-    const int64_t n = n_candidate_blocks(n_tokens, opt.local_window, opt.block_size);
-    if (n == 0) {
-        return invalid_argument("tca selection: %lld tokens leave no candidate block (local window %lld, "
-                                "block %lld)", static_cast<long long>(n_tokens),
-                                static_cast<long long>(opt.local_window), static_cast<long long>(opt.block_size));
-    }
+    return Status();
+}
+
+// M2-M5 over the n >= 1 candidate blocks, inputs already checked.
+Status select_stages(Device device, const TensorView& q, const TensorView& k,
+                     const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws, int64_t n,
+                     TcaStageTimings* t) {
+    const SparseOptions& opt = ws.opt;
+    const int64_t hkv = k.shape[0], n_tokens = k.shape[1];
     // M2: importance from the last obs_window queries.
     const int64_t n_obs = std::min<int64_t>(opt.obs_window, n_tokens);
     const TensorView scores = slice(ws.scores.view(), 1, 0, n_tokens);
     {
-        StageClock clock(t ? &t->importance_ms : nullptr, device);
+        StageClock clock(sink(t, &TcaStageTimings::importance_ms), device);
         TokenImportanceParams ip{slice(q, 1, n_tokens - n_obs, n_obs), k, scores, -1, 0.0f};
         TCA_RETURN_IF_ERROR(ops::token_importance(device, ip));
     }
     // M3: block mass, HHI and scores over the n candidate blocks.
     const TensorView block_score = slice(ws.block_score.view(), 1, 0, n);
     {
-        StageClock clock(t ? &t->block_score_ms : nullptr, device);
+        StageClock clock(sink(t, &TcaStageTimings::block_score_ms), device);
         BlockScoreParams bp{scores, slice(ws.mass.view(), 1, 0, n), slice(ws.hhi.view(), 1, 0, n),
                             block_score, opt.block_size, static_cast<float>(opt.alpha),
                             opt.mass_norm};
@@ -148,7 +153,7 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
     // M4: Psi per KV head (host policy), then per-block budgets by rank.
     const TensorView keep = slice(ws.keep.view(), 1, 0, n);
     {
-        StageClock clock(t ? &t->budget_ms : nullptr, device);
+        StageClock clock(sink(t, &TcaStageTimings::budget_ms), device);
         const TensorView psi = slice(ws.psi.view(), 1, 0, n);
         // Built on the host: in the workspace itself, or in psi_host and uploaded (device).
         const bool host = ws.psi.on_host();
@@ -164,44 +169,54 @@ Status tca_select(Device device, const TensorView& q, const TensorView& k,
         TCA_RETURN_IF_ERROR(ops::block_budget(device, bb));
     }
     // M5: per-block top-t selection (or the global top sum_j t_j, Selection::kGlobal).
-    const TensorView selected = slice(ws.selected.view(), 1, 0, n * opt.block_size);
-    {
-        StageClock clock(t ? &t->select_ms : nullptr, device);
-        TokenSelectParams sp{scores, keep, selected, ws.n_selected.view(), opt.block_size, opt.pool,
-                             opt.selection == Selection::kGlobal};
-        TCA_RETURN_IF_ERROR(ops::token_select(device, sp));
+    StageClock clock(sink(t, &TcaStageTimings::select_ms), device);
+    TokenSelectParams sp{scores, keep, slice(ws.selected.view(), 1, 0, n * opt.block_size), ws.n_selected.view(),
+                         opt.block_size, opt.pool, opt.selection == Selection::kGlobal};
+    return ops::token_select(device, sp);
+}
+
+}  // namespace
+
+Status tca_select(Device device, const TensorView& q, const TensorView& k,
+                  const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
+                  TcaStageTimings* timings) {
+    TCA_RETURN_IF_ERROR(check_inputs("tca selection", q, k, configs, ws));
+    const SparseOptions& opt = ws.opt;
+    const int64_t n = n_candidate_blocks(k.shape[1], opt.local_window, opt.block_size);
+    if (n == 0) {
+        return invalid_argument("tca selection: %lld tokens leave no candidate block (local window %lld, "
+                                "block %lld)", static_cast<long long>(k.shape[1]),
+                                static_cast<long long>(opt.local_window), static_cast<long long>(opt.block_size));
     }
-    return Status();
+    return select_stages(device, q, k, configs, ws, n, timings);
 }
 
 Status tca_prefill_attention(Device device, const TensorView& q, const TensorView& k,
                              const TensorView& v, const TensorView& out,
                              const std::vector<HeadConfig>& configs, TcaPrefillWorkspace& ws,
                              TcaStageTimings* timings) {
+    TCA_RETURN_IF_ERROR(check_inputs("tca prefill", q, k, configs, ws));
     const SparseOptions& opt = ws.opt;
-    TcaStageTimings* t = timings;  // null: untimed
     const int64_t b = opt.block_size;
-    TCA_RETURN_IF_ERROR(validate(opt));
-    if (k.ndim != 3) return invalid_argument("tca prefill: k must be 3-d, got %s", k.shape_string().c_str());
     const int64_t n = n_candidate_blocks(k.shape[1], opt.local_window, b);
     if (n == 0) {  // The whole prompt is local band: exactly dense (tca-method M3).
-        StageClock clock(t ? &t->attend_ms : nullptr, device);
+        StageClock clock(sink(timings, &TcaStageTimings::attend_ms), device);
         AttentionDenseParams dp{q, k, v, out, 0, 0.0f};
         return ops::attention_dense(device, dp);
     }
-    TCA_RETURN_IF_ERROR(tca_select(device, q, k, configs, ws, t));
+    TCA_RETURN_IF_ERROR(select_stages(device, q, k, configs, ws, n, timings));
     const TensorView selected = slice(ws.selected.view(), 1, 0, n * b);
     // Gather the selection into a compact global list (the global part of the cache, M7).
     const TensorView k_global = slice(ws.k_global.view(), 1, 0, n * b);
     const TensorView v_global = slice(ws.v_global.view(), 1, 0, n * b);
     const TensorView global_pos = slice(ws.global_pos.view(), 1, 0, n * b);
     {
-        StageClock clock(t ? &t->gather_ms : nullptr, device);
+        StageClock clock(sink(timings, &TcaStageTimings::gather_ms), device);
         KvGatherParams gp{k, v, selected, ws.n_selected.view(), k_global, v_global, global_pos};
         TCA_RETURN_IF_ERROR(ops::kv_gather(device, gp));
     }
     // M6: one softmax over the visible selection and the causal band.
-    StageClock clock(t ? &t->attend_ms : nullptr, device);
+    StageClock clock(sink(timings, &TcaStageTimings::attend_ms), device);
     SparsePrefillParams pp{q, k, v, k_global, v_global, global_pos, ws.n_selected.view(), out, 0, n,
                            opt.block_size, opt.local_window, 0.0f};
     return ops::sparse_prefill(device, pp);

@@ -201,7 +201,6 @@ Status widen_weights(const void* w, int64_t n, float* out) {
     return launch_status("matmul: widen_kernel");
 }
 
-
 // ---- GEMV (decode): y[o] = sum_i round(x[i]) * w[o, i] (+ bias[o]) for one row of x.
 // tca_gpu_bench on an H100 (session 8): faster than pack_rows + cuBLAS for one row (LLaMA-8B
 // shapes: 2.3-3.2 TB/s against 0.8-2.9), slower for 4 rows (the x loads and roundings per
@@ -209,8 +208,13 @@ Status widen_weights(const void* w, int64_t n, float* out) {
 constexpr int kGemvWarps = 4;  // output rows per block
 constexpr int kGemvUnroll = 4;  // 16-byte weight loads in flight per lane
 
-__device__ inline float round_to(float v, __half) { return __half2float(__float2half_rn(v)); }
-__device__ inline float round_to(float v, __nv_bfloat16) { return __bfloat162float(__float2bfloat16_rn(v)); }
+// v rounded to T (nearest even, as pack_rows stores it) and widened back.
+template <class T>
+__device__ inline float round_to(float v) {
+    T r;
+    store_as(&r, v);
+    return widen(r);
+}
 __device__ inline float2 widen2(uint32_t bits, __half) {
     return __half22float2(*reinterpret_cast<const __half2*>(&bits));
 }
@@ -237,8 +241,8 @@ __device__ inline void gemv_accumulate(const uint4& wv, const float* __restrict_
     for (int j = 0; j < 4; ++j) {
         const float2 w2 = widen2(wbits[j], T{});
         // Products of two 16-bit values are exact in f32, so the fma rounds only the sum.
-        acc = fmaf(w2.x, round_to(xv[2 * j], T{}), acc);
-        acc = fmaf(w2.y, round_to(xv[2 * j + 1], T{}), acc);
+        acc = fmaf(w2.x, round_to<T>(xv[2 * j]), acc);
+        acc = fmaf(w2.y, round_to<T>(xv[2 * j + 1]), acc);
     }
 }
 
