@@ -366,6 +366,13 @@ bool views_overlap_2d(const TensorView& a, const TensorView& b) {
     return alo < bhi && blo < ahi;
 }
 
+// Two views of one shape that address the same elements (the row stride is irrelevant with
+// one row, the column stride with one column).
+bool same_view_2d(const TensorView& a, const TensorView& b) {
+    return a.data == b.data && (a.shape[0] <= 1 || a.stride[0] == b.stride[0]) &&
+           (a.shape[1] <= 1 || a.stride[1] == b.stride[1]);
+}
+
 // Three [n_tokens, dim] f32 views of one shape (rms_norm's x/out, swiglu, add).
 Status check_same_2d(const TensorView& a, const char* aname, const TensorView& b,
                      const char* bname, const char* op) {
@@ -382,6 +389,16 @@ Status validate(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(check_f32(p.y, op, "y", 2, {p.x.shape[0], p.w.n_rows}));
     if (!p.bias.empty()) TCA_RETURN_IF_ERROR(check_f32(p.bias, op, "bias", 1, {p.w.n_rows}));
     if (views_overlap_2d(p.x, p.y)) return invalid_argument("%s: y must not overlap x", op);
+    if (!p.residual.empty()) {
+        TCA_RETURN_IF_ERROR(check_f32(p.residual, op, "residual", 2, {p.x.shape[0], p.w.n_rows}));
+        if (views_overlap_2d(p.residual, p.y) && !same_view_2d(p.residual, p.y)) {
+            return invalid_argument("%s: y overlaps residual without being the same view (in "
+                                    "place needs y == residual: same data and strides, y row "
+                                    "stride %lld, residual row stride %lld)", op,
+                                    static_cast<long long>(p.y.stride[0]),
+                                    static_cast<long long>(p.residual.stride[0]));
+        }
+    }
     return Status();
 }
 

@@ -202,13 +202,17 @@ const char* matmul_activations_name(MatmulActivations a);  // "f32" | "native"
 // The type the activations take for weights of type t under kWeightDotType (kF32 for F32).
 GgmlType matmul_dot_type(GgmlType t);
 
-// y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]).
+// y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) (+ residual[t, o]), rounded to f32 as
+// ((dot + bias) + residual): bitwise what matmul followed by add gives.
 struct MatmulParams {
     TensorView x;     // [n_tokens, n_in] f32, any row stride
     MatrixView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
     TensorView bias;  // [n_out] f32, optional (empty = no bias)
     TensorView y;     // [n_tokens, n_out] f32 out, any row stride; must not overlap x
     MatmulActivations act = MatmulActivations::kF32;
+    // [n_tokens, n_out] f32, optional (empty = none); y may be exactly this view (same data and
+    // strides: the residual stream updated in place), any other overlap with y is an error.
+    TensorView residual;
 };
 
 // out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i].

@@ -162,6 +162,7 @@ Status matmul_impl(const MatmulParams& p) {
                 }
             }
             if (!p.bias.empty()) acc += static_cast<Acc>(elem(p.bias, o));
+            if (!p.residual.empty()) acc += static_cast<Acc>(row_f32(p.residual, t)[o]);
             row_f32(p.y, t)[o] = static_cast<float>(acc);
         }
     }

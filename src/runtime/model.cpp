@@ -346,9 +346,9 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         KvLayer& kv = cache.layer(l);
         // Attention block.
         TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.attn_norm.view(), xn, eps}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wq, lw.bq.view(), rows_of(st.q, n), act}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wk, lw.bk.view(), rows_of(st.k, n), act}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wv, lw.bv.view(), rows_of(st.v, n), act}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wq, lw.bq.view(), rows_of(st.q, n), act, {}}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wk, lw.bk.view(), rows_of(st.k, n), act, {}}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wv, lw.bv.view(), rows_of(st.v, n), act, {}}));
         const TensorView q3 = as_token_heads(st.q, n, c.n_head, hd);
         const TensorView k3 = as_token_heads(st.k, n, c.n_head_kv, hd);
         TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{q3, pos_v, model.inv_freq().view(), c.rope_style}));
@@ -359,16 +359,16 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         if (observer && *observer) {
             TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, as_head_tokens(st.att, n, c.n_head, hd)));
         }
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj, act}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj, act, {}}));
         TCA_RETURN_IF_ERROR(reduce(proj));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
         // MLP block.
         TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.ffn_norm.view(), xn, eps}));
         const TensorView gate = rows_of(st.gate, n), up = rows_of(st.up, n);
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate, TensorView{}, gate, act}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate, TensorView{}, gate, act, {}}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act, {}}));
         TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, up, gate}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{gate, lw.w_down, TensorView{}, proj, act}));
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{gate, lw.w_down, TensorView{}, proj, act, {}}));
         TCA_RETURN_IF_ERROR(reduce(proj));
         TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
     }
@@ -376,7 +376,7 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
     const int64_t first = st.all_logits ? 0 : n - 1, rows = n - first;
     const TensorView x_out = slice(x, 0, first, rows), xn_out = slice(xn, 0, first, rows);
     TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x_out, model.output_norm().view(), xn_out, eps}));
-    return ops::matmul(device, MatmulParams{xn_out, model.output(), TensorView{}, rows_of(st.logits, rows), act});
+    return ops::matmul(device, MatmulParams{xn_out, model.output(), TensorView{}, rows_of(st.logits, rows), act, {}});
 }
 
 }  // namespace tca

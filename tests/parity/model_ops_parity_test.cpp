@@ -5,6 +5,8 @@
 // n_tokens across the decode (<= 4) and GEMM paths, bias on and off, strided rows, f32 and
 // weight-dot-type activations (the "_native" cases). Token counts
 // also include the suite's edge lengths (b = 16, w = 64: 15, 16, 17, 55, 63, 64, 80, 1000).
+// matmul with a residual (MatmulParams::residual): in place and into another buffer, with and
+// without bias, also bitwise against matmul followed by add on the backend under test.
 // In tca_cuda_tests the matmul and embed cases of quantized weight types check that the CUDA
 // backend answers "unsupported" and are skipped (it takes F32/F16/BF16 weights only).
 #include <gtest/gtest.h>
@@ -268,6 +270,136 @@ TEST_P(MatmulParity, MatchesFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(Model, MatmulParity, ::testing::ValuesIn(matmul_cases()),
                          [](const ::testing::TestParamInfo<MatmulCase>& i) { return i.param.name(); });
+
+// ---- matmul with a residual (MatmulParams::residual) ------------------------------------------
+// y = x w^T (+ bias) + residual, into another buffer or in place (y is the residual view).
+// Types: the float types (on CUDA: one token in the weight's dot type is the GEMV kernel, more
+// tokens cuBLAS) and two quantized ones on the CPU's decode, integer and GEMM paths.
+
+struct ResidualCase {
+    GgmlType type = GgmlType::kF32;
+    int64_t n_tokens = 1, n_in = 64, n_out = 5;
+    bool bias = false;
+    bool in_place = false;
+    bool strided = false;  // rows padded; not in place
+    MatmulActivations act = MatmulActivations::kF32;
+    uint64_t seed = 1;
+    std::string name() const {
+        std::ostringstream os;
+        os << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in << "_out" << n_out
+           << (bias ? "_bias" : "") << (in_place ? "_inplace" : "") << (strided ? "_strided" : "")
+           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
+        return os.str();
+    }
+};
+std::ostream& operator<<(std::ostream& os, const ResidualCase& c) { return os << c.name(); }
+
+std::vector<ResidualCase> residual_cases() {
+    std::vector<ResidualCase> cases;
+    uint64_t seed = 7001;
+    for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_K}) {
+        for (const MatmulActivations act : {MatmulActivations::kF32, MatmulActivations::kWeightDotType}) {
+            for (int64_t n_tokens : {1, 3, 17}) {
+                for (int v = 0; v < 4; ++v) {  // bias x in place
+                    ResidualCase c;
+                    c.type = t;
+                    c.n_tokens = n_tokens;
+                    c.n_in = is_k_quant(t) ? 256 : 64;
+                    c.n_out = n_tokens == 17 ? 81 : 172;
+                    c.bias = (v & 1) != 0;
+                    c.in_place = (v & 2) != 0;
+                    c.strided = !c.in_place && n_tokens == 3 && c.bias;
+                    c.act = act;
+                    c.seed = seed++;
+                    cases.push_back(c);
+                }
+            }
+        }
+    }
+    for (const ResidualCase& c : cases) register_case(CaseRecord{"matmul", c.name(), c.n_tokens, kB, kW});
+    return cases;
+}
+
+// The case's inputs, and its params with y/residual pointing into `y` (in place) or `res`.
+struct ResidualInputs {
+    Buf x, bias, res;
+    std::vector<uint8_t> w;
+    int64_t pad = 0;
+    explicit ResidualInputs(const ResidualCase& c) {
+        Rng rng(c.seed);
+        pad = c.strided ? 9 : 0;
+        x = Buf(DType::kF32, {c.n_tokens, c.n_in + pad});
+        fill_normal(x, rng);
+        w = random_weights(c.type, c.n_out, c.n_in, rng);
+        bias = Buf(DType::kF32, {c.n_out});
+        fill_normal(bias, rng);
+        res = Buf(DType::kF32, {c.n_tokens, c.n_out + pad});
+        fill_normal(res, rng, 4.0);
+    }
+    // y: a [n_tokens, n_out + pad] buffer; in place, it is first filled with the residual.
+    MatmulParams params(const ResidualCase& c, Buf& y) const {
+        MatmulParams p;
+        p.x = slice(x.view(), 1, 0, c.n_in);
+        p.w = MatrixView{w.data(), c.type, c.n_out, c.n_in};
+        if (c.bias) p.bias = bias.view();
+        p.y = slice(y.view(), 1, 0, c.n_out);
+        p.act = c.act;
+        if (c.in_place) {
+            for (int64_t i = 0; i < res.numel(); ++i) y.set(i, res.get(i));
+            p.residual = p.y;
+        } else {
+            p.residual = slice(res.view(), 1, 0, c.n_out);
+        }
+        return p;
+    }
+};
+
+class MatmulResidualParity : public ::testing::TestWithParam<ResidualCase> {};
+
+TEST_P(MatmulResidualParity, MatchesFloat64) {
+    const ResidualCase& c = GetParam();
+    const ResidualInputs in(c);
+    Out3 out(DType::kF32, {c.n_tokens, c.n_out + in.pad});
+    for (Backend b : parity_backends()) {
+        const Status st = run_model(b, in.params(c, out.of(b)));
+        TCA_SKIP_UNSUPPORTED_WEIGHTS(b, st, c.type);
+        ASSERT_TRUE(st.ok()) << backend_name(b) << ": " << st.to_string();
+    }
+    for (int64_t t = 0; t < c.n_tokens && in.pad > 0; ++t) {
+        for (int64_t j = 0; j < in.pad; ++j) {  // padding columns stay NaN
+            const double v = out.cpu.at({t, c.n_out + j});
+            out.ref.put({t, c.n_out + j}, 0.0);
+            out.naive.put({t, c.n_out + j}, 0.0);
+            out.cpu.put({t, c.n_out + j}, std::isnan(v) ? 0.0 : 1e30);
+        }
+    }
+    check_fa3(std::string("matmul.y+residual ") + ggml_type_name(c.type), out);
+}
+
+// The residual is added after the bias with one f32 rounding: bitwise what matmul (into another
+// buffer) followed by add gives, on the backend under test.
+TEST_P(MatmulResidualParity, BitwiseMatmulThenAdd) {
+    const ResidualCase& c = GetParam();
+    const ResidualInputs in(c);
+    Buf fused(DType::kF32, {c.n_tokens, c.n_out + in.pad}), split(DType::kF32, {c.n_tokens, c.n_out + in.pad});
+    fused.fill_poison();
+    split.fill_poison();
+    const Status st = run_model(kUnderTest, in.params(c, fused));
+    TCA_SKIP_UNSUPPORTED_WEIGHTS(kUnderTest, st, c.type);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    ResidualCase apart = c;  // the residual in its own buffer: matmul then overwrites nothing
+    apart.in_place = false;
+    MatmulParams p = in.params(apart, split);
+    const TensorView residual = p.residual;
+    p.residual = TensorView{};
+    ASSERT_TRUE(run_model(kUnderTest, p).ok());
+    ASSERT_TRUE(run_model(kUnderTest, AddParams{p.y, residual, p.y}).ok());
+    EXPECT_TRUE(all_equal(fused, split, "matmul.y+residual vs matmul, add"));
+    EXPECT_TRUE(fused.canaries_intact("fused"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, MatmulResidualParity, ::testing::ValuesIn(residual_cases()),
+                         [](const ::testing::TestParamInfo<ResidualCase>& i) { return i.param.name(); });
 
 // ---- rms_norm, swiglu, add --------------------------------------------------------------------
 

@@ -67,6 +67,40 @@ TEST(ModelOpsValidation, Matmul) {
     EXPECT_TRUE(fails_with(validate(p), "matmul: tensor x must be f32, got f16"));
 }
 
+// MatmulParams::residual: [n_tokens, n_out] f32; y is either that exact view or apart from it.
+TEST(ModelOpsValidation, MatmulResidual) {
+    MatmulFixture f;
+    std::vector<float> r(4 * 6);
+    MatmulParams p = f.p();
+    p.residual = make_view(r.data(), DType::kF32, {3, 5});
+    EXPECT_TRUE(validate(p).ok());
+    p.y = p.residual;  // in place
+    EXPECT_TRUE(validate(p).ok());
+    p = f.p();
+    p.residual = make_view(r.data(), DType::kF32, {3, 4});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: tensor residual: expected [3, 5], got [3, 4]"));
+    p = f.p();
+    p.residual = make_view(r.data(), DType::kF32, {2, 5});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: tensor residual: expected [3, 5], got [2, 5]"));
+    p = f.p();
+    p.residual = make_view(r.data(), DType::kF32, {3, 5});
+    p.residual.dtype = DType::kF16;
+    EXPECT_TRUE(fails_with(validate(p), "matmul: tensor residual must be f32, got f16"));
+    // Partial overlaps: shifted by one element, and the same start with another row stride.
+    p = f.p();
+    p.residual = make_view(r.data(), DType::kF32, {3, 5});
+    p.y = make_view(r.data() + 1, DType::kF32, {3, 5});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: y overlaps residual without being the same view"));
+    p.y = slice(make_view(r.data(), DType::kF32, {3, 6}), 1, 0, 5);
+    EXPECT_TRUE(fails_with(validate(p), "y row stride 6, residual row stride 5"));
+    // One row: the row stride does not matter, the same data is the same view.
+    p = f.p();
+    p.x = make_view(f.x.data(), DType::kF32, {1, 256});
+    p.residual = slice(make_view(r.data(), DType::kF32, {1, 6}), 1, 0, 5);
+    p.y = make_view(r.data(), DType::kF32, {1, 5});
+    EXPECT_TRUE(validate(p).ok());
+}
+
 TEST(ModelOpsValidation, EmbedIdsAgainstVocab) {
     std::vector<uint8_t> table(512 * 64 * 2);
     std::vector<int32_t> ids = {1, 600, 3};

@@ -626,7 +626,7 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
     TCA_ASSIGN_OR_RETURN(DevTensor y_blas, dev_tensor(DType::kF32, {n_tokens, n_out}));
     auto params = [&](size_t s, const DevTensor& y) {
         return MatmulParams{x.view, MatrixView{ws[s].buf.get(), GgmlType::kBF16, n_out, n_in}, TensorView{},
-                            y.view, MatmulActivations::kWeightDotType};
+                            y.view, MatmulActivations::kWeightDotType, TensorView{}};
     };
     // The two paths' outputs agree (same math, another summation order).
     cuda::set_matmul_gemv(true);

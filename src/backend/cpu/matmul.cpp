@@ -1,6 +1,7 @@
-// matmul on the CPU: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) with f32 activations and a
-// ggml weight matrix; matches ref::matmul (exact dequantization, float64 sums) within the
-// FlashAttention-3 rule (docs/numerics.md): both paths accumulate in f32 with FMA.
+// matmul on the CPU: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) (+ residual[t, o]) with f32
+// activations and a ggml weight matrix; matches ref::matmul (exact dequantization, float64
+// sums) within the FlashAttention-3 rule (docs/numerics.md): both paths accumulate in f32 with
+// FMA. Bias and residual are added in the store step, in that order.
 //
 // Two paths, both parallel over output rows (thread_pool().parallel_for, items claimed
 // dynamically):
@@ -64,6 +65,17 @@ const float* x_row(const MatmulParams& p, int64_t t) {
     return p.x.ptr<const float>() + t * p.x.stride[0];
 }
 float* y_row(const MatmulParams& p, int64_t t) { return p.y.ptr<float>() + t * p.y.stride[0]; }
+// Row t of the optional residual (null without one).
+const float* residual_row(const MatmulParams& p, int64_t t) {
+    return p.residual.empty() ? nullptr : p.residual.ptr<const float>() + t * p.residual.stride[0];
+}
+// The stored value of y[t, o] from its dot product s: ((s + bias) + residual), the roundings
+// of matmul followed by add. Reads residual[t, o] before y[t, o] is written (in place is fine).
+inline float epilogue(const MatmulParams& p, const float* bias, int64_t t, int64_t o, float s) {
+    float v = bias ? s + bias[o * p.bias.stride[0]] : s;
+    if (const float* r = residual_row(p, t)) v += r[o];
+    return v;
+}
 
 // ---- decode path ------------------------------------------------------------------------------
 
@@ -231,9 +243,7 @@ void decode_path(const MatmulParams& p) {
 #endif
             float s[NT];
             row_dot<NT>(p.w.type, w + o * row_bytes, n_in, x, s);
-            for (int t = 0; t < NT; ++t) {
-                y_row(p, t)[o] = bias ? s[t] + bias[o * p.bias.stride[0]] : s[t];
-            }
+            for (int t = 0; t < NT; ++t) y_row(p, t)[o] = epilogue(p, bias, t, o, s[t]);
         }
     });
 }
@@ -321,6 +331,9 @@ void micro_kernel(const MatmulParams& p, int64_t t0, const float* b, int64_t o0,
         if (bias16 != nullptr) {
             for (int j = 0; j < kNR; ++j) c[i][j] += bias16[j];
         }
+        if (const float* r = residual_row(p, t0 + i)) {
+            for (int j = 0; j < n_valid; ++j) c[i][j] += r[o0 + j];
+        }
         std::memcpy(y, c[i], static_cast<size_t>(n_valid) * sizeof(float));
     }
 #else
@@ -330,7 +343,11 @@ void micro_kernel(const MatmulParams& p, int64_t t0, const float* b, int64_t o0,
             for (int j = 0; j < kNR; ++j) c[j] += a[i][k] * b[k * kNR + j];
         }
         float* y = y_row(p, t0 + i) + o0;
-        for (int j = 0; j < n_valid; ++j) y[j] = bias16 ? c[j] + bias16[j] : c[j];
+        const float* r = residual_row(p, t0 + i);
+        for (int j = 0; j < n_valid; ++j) {
+            const float v = bias16 ? c[j] + bias16[j] : c[j];
+            y[j] = r ? v + r[o0 + j] : v;
+        }
     }
 #endif
 }
@@ -613,9 +630,7 @@ void int_path(const MatmulParams& p, const QuantActs& a) {
                     case 3: row_dot_int<T, 3>(row, a, t0, s); break;
                     default: row_dot_int<T, 4>(row, a, t0, s); break;
                 }
-                for (int64_t t = 0; t < nt; ++t) {
-                    y_row(p, t0 + t)[o] = bias ? s[t] + bias[o * p.bias.stride[0]] : s[t];
-                }
+                for (int64_t t = 0; t < nt; ++t) y_row(p, t0 + t)[o] = epilogue(p, bias, t0 + t, o, s[t]);
             }
         }
     });

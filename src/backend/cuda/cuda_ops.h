@@ -31,7 +31,7 @@ Result<std::string> cublas_library();
 
 // matmul with 16-bit weights in kWeightDotType mode and one row of x runs the backend's own
 // GEMV kernel (one warp per output row, weights streamed in 16-byte loads, x
-// rounded in registers, bias fused) instead of pack_rows + cuBLAS: the decode step's shape,
+// rounded in registers, bias and residual fused) instead of pack_rows + cuBLAS: the decode step's shape,
 // where each weight is read once. Off: always cuBLAS (tca_gpu_bench measures both; the
 // environment variable TCA_CUDA_GEMV=0 starts a process with it off).
 void set_matmul_gemv(bool on);

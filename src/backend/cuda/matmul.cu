@@ -1,6 +1,7 @@
-// matmul on the CUDA device: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) through cuBLAS, f32
-// accumulation and f32 output; matches ref::matmul within the FlashAttention-3 rule, sized by
-// its naive f32 twin with the same MatmulActivations (docs/numerics.md).
+// matmul on the CUDA device: y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) (+ residual[t, o])
+// through cuBLAS, f32 accumulation and f32 output; matches ref::matmul within the
+// FlashAttention-3 rule, sized by its naive f32 twin with the same MatmulActivations
+// (docs/numerics.md).
 //
 // Weights are F32, F16 or BF16 in device memory (ggml layout: n_out rows of n_in elements);
 // quantized types return "unsupported" (the GPU engine dequantizes them at load).
@@ -16,11 +17,12 @@
 //  - the decode shape (kWeightDotType, 16-bit weights, one token, n_in a multiple of 8,
 //    16-byte aligned weights): gemv_kernel, one warp per output row, with the same
 //    math (x rounded to the weight's type, exact products, f32 sums in another order) in one
-//    launch: no packed copy of x, no cuBLAS call, bias added in the kernel.
+//    launch: no packed copy of x, no cuBLAS call, bias and residual added in the kernel.
 // Row-major to cuBLAS column-major: y^T (n_out x n_tokens, ld = y's row stride) =
 // op(W) x^T with W seen as the column-major n_in x n_out matrix (lda = n_in) and op = T, and
-// x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias is added by a
-// small kernel after the GEMM (the reference adds it after the sum too).
+// x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias and the
+// residual are added by a small kernel after the GEMM, in that order (the reference adds them
+// after the sum too); an in-place residual without a bias is the GEMM's beta = 1 instead.
 // cuBLAS is not linked: libcublas.so.<major> is opened on the first GPU matmul
 // (backend/cuda/dynamic_library.h), from the library path, else from the toolkit of the build.
 #include <cublas_v2.h>
@@ -174,14 +176,18 @@ __global__ void widen_kernel(const T* __restrict__ w, int64_t n, float* __restri
     }
 }
 
-// y[r, c] += bias[c].
-__global__ void add_bias_kernel(float* __restrict__ y, int64_t y_ld, int64_t n_rows,
-                                int64_t n_cols, const float* __restrict__ bias,
-                                int64_t bias_stride) {
+// y[r, c] = (s[r, c] + bias[c]) + residual[r, c], bias and residual optional (null). s may be
+// y, and residual may be y (each element is read before it is written, by the same thread).
+__global__ void epilogue_kernel(const float* s, int64_t s_ld, float* y, int64_t y_ld,
+                                int64_t n_rows, int64_t n_cols, const float* __restrict__ bias,
+                                int64_t bias_stride, const float* residual, int64_t res_ld) {
     for (int64_t r = blockIdx.y; r < n_rows; r += gridDim.y) {
         for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n_cols;
              c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-            y[r * y_ld + c] += bias[c * bias_stride];
+            float v = s[r * s_ld + c];
+            if (bias) v += bias[c * bias_stride];
+            if (residual) v += residual[r * res_ld + c];
+            y[r * y_ld + c] = v;
         }
     }
 }
@@ -246,10 +252,12 @@ __device__ inline void gemv_accumulate(const uint4& wv, const float* __restrict_
     }
 }
 
+// y and residual may be the same array (not __restrict__): lane 0 reads residual[row] before
+// it writes y[row].
 template <class T, bool VX>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const T* __restrict__ w, int64_t n_in, int64_t n_out, const float* __restrict__ x,
-                float* __restrict__ y, const float* __restrict__ bias, int64_t bias_stride) {
+                float* y, const float* __restrict__ bias, int64_t bias_stride, const float* residual) {
     const int lane = static_cast<int>(threadIdx.x) & 31;
     const int64_t row = static_cast<int64_t>(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
     if (row >= n_out) return;  // the whole warp leaves together
@@ -267,7 +275,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     for (; v < n_vec; v += 32) gemv_accumulate<T, VX>(__ldcs(wr + v), x, v * 8, acc);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (lane == 0) y[row] = bias ? acc + bias[row * bias_stride] : acc;
+    if (lane == 0) {
+        float v = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
+        if (residual) v += residual[row];
+        y[row] = v;
+    }
 }
 
 template <class T>
@@ -277,13 +289,14 @@ Status gemv(const MatmulParams& p) {
     const float* x = p.x.ptr<const float>();
     const float* bias = p.bias.empty() ? nullptr : p.bias.ptr<const float>();
     const int64_t bias_stride = p.bias.empty() ? 0 : p.bias.stride[0];
+    const float* residual = p.residual.empty() ? nullptr : p.residual.ptr<const float>();
     const auto blocks = static_cast<unsigned>((n_out + kGemvWarps - 1) / kGemvWarps);
     if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
         gemv_kernel<T, true><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(w, n_in, n_out, x, p.y.ptr<float>(),
-                                                                            bias, bias_stride);
+                                                                            bias, bias_stride, residual);
     } else {
         gemv_kernel<T, false><<<blocks, kGemvWarps * 32, 0, cu_stream()>>>(w, n_in, n_out, x, p.y.ptr<float>(),
-                                                                             bias, bias_stride);
+                                                                             bias, bias_stride, residual);
     }
     return launch_status("matmul: gemv_kernel");
 }
@@ -366,20 +379,35 @@ Status matmul(const MatmulParams& p) {
         }
     }
 
+    // The residual: without a bias and with y == residual (in place), the GEMM adds it (beta 1:
+    // alpha * dot + beta * y = dot + residual, one rounding); otherwise the epilogue kernel adds
+    // bias then residual after a beta-0 GEMM, into scratch slot 2 when y is the residual.
+    const bool has_res = !p.residual.empty();
+    const bool in_place = has_res && p.y.data == p.residual.data;
+    const bool res_in_gemm = in_place && p.bias.empty();
+    float* c = p.y.ptr<float>();
+    int64_t c_ld = ldc;
+    if (in_place && !res_in_gemm) {
+        TCA_ASSIGN_OR_RETURN(void* cs, scratch(static_cast<size_t>(n_tokens * n_out) * 4, 2));
+        c = static_cast<float*>(cs);
+        c_ld = n_out;
+    }
     TCA_ASSIGN_OR_RETURN(const CublasApi* api, cublas_api());
     TCA_ASSIGN_OR_RETURN(cublasHandle_t handle, cublas_handle(*api));
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = res_in_gemm ? 1.0f : 0.0f;
     TCA_RETURN_IF_ERROR(cublas_status(
         *api, api->gemm_ex(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out),
                            static_cast<int>(n_tokens), static_cast<int>(n_in), &alpha, a, a_type,
-                           static_cast<int>(n_in), b, b_type, static_cast<int>(ldb), &beta, p.y.data,
-                           CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           static_cast<int>(n_in), b, b_type, static_cast<int>(ldb), &beta, c,
+                           CUDA_R_32F, static_cast<int>(c_ld), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx (matmul)"));
 
-    if (!p.bias.empty()) {
-        add_bias_kernel<<<rows_grid(n_tokens, n_out), kThreads, 0, cu_stream()>>>(
-            p.y.ptr<float>(), ldc, n_tokens, n_out, p.bias.ptr<const float>(), p.bias.stride[0]);
-        TCA_RETURN_IF_ERROR(launch_status("matmul: add_bias_kernel"));
+    if (!p.bias.empty() || (has_res && !res_in_gemm)) {
+        epilogue_kernel<<<rows_grid(n_tokens, n_out), kThreads, 0, cu_stream()>>>(
+            c, c_ld, p.y.ptr<float>(), ldc, n_tokens, n_out,
+            p.bias.empty() ? nullptr : p.bias.ptr<const float>(), p.bias.empty() ? 0 : p.bias.stride[0],
+            has_res ? p.residual.ptr<const float>() : nullptr, has_res ? p.residual.stride[0] : 0);
+        TCA_RETURN_IF_ERROR(launch_status("matmul: epilogue_kernel"));
     }
     return Status();
 }
