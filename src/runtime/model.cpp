@@ -1,10 +1,13 @@
 // Model preparation and the forward pass (model.h): per layer RMSNorm -> q/k/v projections
 // (+bias) -> RoPE -> attention under the engine's policy (KV append, attend, compact) ->
-// output projection + residual
-// -> RMSNorm -> SwiGLU MLP + residual; then the final norm and the output projection. Every
-// step is a backend op (src/backend/ops.h), so the same code runs on every device.
+// output projection + residual -> RMSNorm -> SwiGLU MLP + residual; then the final norm and
+// the output projection. Every step is a backend op (src/backend/ops.h), so the same code runs
+// on every device. The residual adds are the projections' MatmulParams::residual (in place)
+// except under tensor parallelism; one-token steps of device models run the fused q/k/v and
+// gate/up matrices (LayerViews::w_qkv, w_gate_up).
 #include "runtime/model.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -47,6 +50,19 @@ Result<DeviceTensor> f32_tensor(const std::vector<float>& v, const MemorySpace& 
 
 bool device_native(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
 
+// The type a matrix of type t has on a device (quantized types are dequantized to BF16).
+GgmlType device_type(GgmlType t) { return device_native(t) ? t : GgmlType::kBF16; }
+
+// `bytes` of device memory for matrix `name`; the error names it and the size.
+Result<DeviceTensor> allocate_matrix(const MemorySpace& space, const std::string& name, uint64_t bytes) {
+    Result<DeviceTensor> t = DeviceTensor::create(space, DType::kU8, {static_cast<int64_t>(bytes)});
+    if (!t.ok()) {
+        return Status(t.status().code(), strformat("tensor %s (%s): %s", name.c_str(),
+                                                   format_bytes(bytes).c_str(), t.status().message().c_str()));
+    }
+    return std::move(t.value());
+}
+
 MatrixView matrix(const WeightView& w) {
     TCA_ASSERT(w.ndim == 2, "%s is not a matrix", w.name.c_str());
     return MatrixView{w.data, w.type, w.shape[0], w.shape[1]};
@@ -63,25 +79,59 @@ Status check_matrix(const WeightView& w) {
 // A [rows, cols] view of the first `rows` rows of a row-major buffer.
 TensorView rows_of(const DeviceTensor& t, int64_t rows) { return slice(t.view(), 0, 0, rows); }
 
-// [n, heads * d] viewed as [n, heads, d].
-TensorView as_token_heads(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
-    TensorView v = rows_of(t, n);
+// Columns [col0, col0 + heads * d) of the rows [n, *] viewed as [n, heads, d].
+TensorView token_heads(const TensorView& rows, int64_t col0, int64_t heads, int64_t d) {
+    TensorView v = slice(rows, 1, col0, heads * d);
     v.ndim = 3;
-    v.shape = {n, heads, d, 0};
-    v.stride = {heads * d, d, 1, 0};
+    v.shape = {rows.shape[0], heads, d, 0};
+    v.stride = {rows.stride[0], d, 1, 0};
     return v;
 }
 
-// [n, heads * d] viewed head-major as [heads, n, d] (strided, no copy).
-TensorView as_head_tokens(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
-    TensorView v = rows_of(t, n);
+// The same columns viewed head-major as [heads, n, d] (strided, no copy).
+TensorView head_tokens(const TensorView& rows, int64_t col0, int64_t heads, int64_t d) {
+    TensorView v = slice(rows, 1, col0, heads * d);
     v.ndim = 3;
-    v.shape = {heads, n, d, 0};
-    v.stride = {d, heads * d, 1, 0};
+    v.shape = {heads, rows.shape[0], d, 0};
+    v.stride = {d, rows.stride[0], 1, 0};
     return v;
+}
+
+// [n, heads * d] buffers (the first n rows) in the two layouts above.
+TensorView as_token_heads(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
+    return token_heads(rows_of(t, n), 0, heads, d);
+}
+TensorView as_head_tokens(const DeviceTensor& t, int64_t n, int64_t heads, int64_t d) {
+    return head_tokens(rows_of(t, n), 0, heads, d);
 }
 
 }  // namespace
+
+Status Model::upload_rows(const WeightView& w, GgmlType type, DeviceTensor& dev, uint64_t offset) {
+    const MatrixView host = matrix(w);
+    TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, host.n_cols));
+    if (type == w.type) return dev.upload(w.data, row_bytes * static_cast<uint64_t>(host.n_rows), offset);
+    // Quantized: dequantize on the host in chunks of rows, round to bf16, upload.
+    const std::string label = ggml_type_label(static_cast<uint32_t>(w.type));
+    if (conversion_.find(label) == std::string::npos) conversion_ += (conversion_.empty() ? "" : ", ") + label;
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, host.n_cols));
+    std::vector<float> f32(static_cast<size_t>(chunk * host.n_cols));
+    std::vector<uint16_t> bf16(f32.size());
+    for (int64_t r0 = 0; r0 < host.n_rows; r0 += chunk) {
+        const int64_t n = std::min(chunk, host.n_rows - r0);
+        const int64_t elems = n * host.n_cols;
+        TCA_RETURN_IF_ERROR(w.dequantize_rows(r0, n, f32.data()));
+        thread_pool().parallel_for((elems + 4095) / 4096, [&](int64_t item, int) {
+            const int64_t e1 = std::min(elems, (item + 1) * 4096);
+            for (int64_t e = item * 4096; e < e1; ++e) {
+                bf16[static_cast<size_t>(e)] = f32_to_bf16(f32[static_cast<size_t>(e)]);
+            }
+        });
+        TCA_RETURN_IF_ERROR(dev.upload(bf16.data(), static_cast<size_t>(elems) * sizeof(uint16_t),
+                                       offset + static_cast<size_t>(r0) * row_bytes));
+    }
+    return Status();
+}
 
 Result<MatrixView> Model::place_matrix(const WeightView& w) {
     TCA_RETURN_IF_ERROR(check_matrix(w));
@@ -90,43 +140,58 @@ Result<MatrixView> Model::place_matrix(const WeightView& w) {
     for (const Placed& p : placed_) {  // tied embeddings: one upload for both uses
         if (p.source == w.data) return p.view;
     }
-    const GgmlType type = device_native(w.type) ? w.type : GgmlType::kBF16;
+    const GgmlType type = device_type(w.type);
     TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, host.n_cols));
     const uint64_t bytes = row_bytes * static_cast<uint64_t>(host.n_rows);
-    Result<DeviceTensor> t = DeviceTensor::create(*space_, DType::kU8, {static_cast<int64_t>(bytes)});
-    if (!t.ok()) {
-        return Status(t.status().code(), strformat("tensor %s (%s): %s", w.name.c_str(),
-                                                   format_bytes(bytes).c_str(), t.status().message().c_str()));
-    }
-    DeviceTensor dev = std::move(t.value());
-    if (type == w.type) {
-        TCA_RETURN_IF_ERROR(dev.upload(w.data, bytes));
-    } else {
-        // Quantized: dequantize on the host in chunks of rows, round to bf16, upload.
-        const std::string label = ggml_type_label(static_cast<uint32_t>(w.type));
-        if (conversion_.find(label) == std::string::npos) conversion_ += (conversion_.empty() ? "" : ", ") + label;
-        const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, host.n_cols));
-        std::vector<float> f32(static_cast<size_t>(chunk * host.n_cols));
-        std::vector<uint16_t> bf16(f32.size());
-        for (int64_t r0 = 0; r0 < host.n_rows; r0 += chunk) {
-            const int64_t n = std::min(chunk, host.n_rows - r0);
-            const int64_t elems = n * host.n_cols;
-            TCA_RETURN_IF_ERROR(w.dequantize_rows(r0, n, f32.data()));
-            thread_pool().parallel_for((elems + 4095) / 4096, [&](int64_t item, int) {
-                const int64_t e1 = std::min(elems, (item + 1) * 4096);
-                for (int64_t e = item * 4096; e < e1; ++e) {
-                    bf16[static_cast<size_t>(e)] = f32_to_bf16(f32[static_cast<size_t>(e)]);
-                }
-            });
-            TCA_RETURN_IF_ERROR(dev.upload(bf16.data(), static_cast<size_t>(elems) * sizeof(uint16_t),
-                                           static_cast<size_t>(r0) * row_bytes));
-        }
-    }
+    TCA_ASSIGN_OR_RETURN(DeviceTensor dev, allocate_matrix(*space_, w.name, bytes));
+    TCA_RETURN_IF_ERROR(upload_rows(w, type, dev, 0));
     const MatrixView view{dev.view().data, type, host.n_rows, host.n_cols};
     uploaded_bytes_ += bytes;
     placed_.push_back(Placed{w.data, view});
     uploaded_.push_back(std::move(dev));
     return view;
+}
+
+Result<MatrixView> Model::place_fused(std::initializer_list<const WeightView*> parts,
+                                      std::initializer_list<MatrixView*> views) {
+    TCA_ASSERT(parts.size() == views.size() && parts.size() > 0, "place_fused: %zu parts, %zu views",
+               parts.size(), views.size());
+    const WeightView& first = **parts.begin();
+    bool fuse = !space_->is_host();
+    int64_t rows = 0;
+    for (const WeightView* w : parts) {
+        TCA_RETURN_IF_ERROR(check_matrix(*w));
+        fuse = fuse && w->ndim == 2 && first.ndim == 2 && device_type(w->type) == device_type(first.type) &&
+               w->shape[1] == first.shape[1];
+        for (const Placed& p : placed_) fuse = fuse && p.source != w->data;
+        rows += w->ndim == 2 ? w->shape[0] : 0;
+    }
+    if (!fuse) {
+        auto v = views.begin();
+        for (const WeightView* w : parts) {
+            TCA_ASSIGN_OR_RETURN(**v, place_matrix(*w));
+            ++v;
+        }
+        return MatrixView{};
+    }
+    const GgmlType type = device_type(first.type);
+    const int64_t cols = first.shape[1];
+    TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, cols));
+    const uint64_t bytes = row_bytes * static_cast<uint64_t>(rows);
+    TCA_ASSIGN_OR_RETURN(DeviceTensor dev, allocate_matrix(*space_, first.name + " (fused)", bytes));
+    auto v = views.begin();
+    uint64_t offset = 0;
+    for (const WeightView* w : parts) {
+        TCA_RETURN_IF_ERROR(upload_rows(*w, type, dev, offset));
+        **v = MatrixView{static_cast<uint8_t*>(dev.view().data) + offset, type, w->shape[0], cols};
+        placed_.push_back(Placed{w->data, **v});
+        offset += row_bytes * static_cast<uint64_t>(w->shape[0]);
+        ++v;
+    }
+    const MatrixView fused{dev.view().data, type, rows, cols};
+    uploaded_bytes_ += bytes;
+    uploaded_.push_back(std::move(dev));
+    return fused;
 }
 
 uint64_t Model::weight_bytes() const {
@@ -200,11 +265,14 @@ Result<WeightView> Model::shard_cols(const WeightView& w, int64_t per_rank) {
     return s;
 }
 
-Result<DeviceTensor> Model::shard_bias(const WeightView& w, int64_t per_rank) {
-    if (shard_.n_ranks == 1) return to_f32(w, *space_);
+Result<std::vector<float>> Model::shard_bias(const WeightView& w, int64_t per_rank) {
     TCA_ASSIGN_OR_RETURN(HostTensor all, to_f32(w));
+    if (all.numel() != per_rank * shard_.n_ranks) {
+        return data_loss("tensor %s: expected %lld values, got %lld", w.name.c_str(),
+                         static_cast<long long>(per_rank * shard_.n_ranks), static_cast<long long>(all.numel()));
+    }
     const float* p = all.data<float>() + per_rank * shard_.rank;
-    return f32_tensor(std::vector<float>(p, p + per_rank), *space_);
+    return std::vector<float>(p, p + per_rank);
 }
 
 Result<std::unique_ptr<Model>> Model::create(ModelWeights weights, const MemorySpace& space) {
@@ -226,6 +294,8 @@ Result<std::unique_ptr<Model>> Model::create_shard(std::shared_ptr<const ModelWe
     TCA_RETURN_IF_ERROR(check_tensor_parallel(weights->config, shard.n_ranks));
     m->weights_ = std::move(weights);
     m->space_ = &space;
+    const char* fused_env = std::getenv("TCA_CUDA_FUSED");  // "0": A/B runs without the fusion
+    m->fused_decode_ = !(fused_env && std::string(fused_env) == "0");
     m->shard_ = shard;
     const ModelWeights& w = *m->weights_;
     m->config_ = w.config;
@@ -241,9 +311,16 @@ Result<std::unique_ptr<Model>> Model::create_shard(std::shared_ptr<const ModelWe
         TCA_ASSIGN_OR_RETURN(lv.attn_norm, to_f32(lw.attn_norm, space));
         TCA_ASSIGN_OR_RETURN(lv.ffn_norm, to_f32(lw.ffn_norm, space));
         if (c.attn_bias) {
-            TCA_ASSIGN_OR_RETURN(lv.bq, m->shard_bias(lw.bq, c.q_dim()));
-            TCA_ASSIGN_OR_RETURN(lv.bk, m->shard_bias(lw.bk, c.kv_dim()));
-            TCA_ASSIGN_OR_RETURN(lv.bv, m->shard_bias(lw.bv, c.kv_dim()));
+            // One f32 buffer: the fused q/k/v matmul's bias, and bq, bk, bv as its ranges.
+            TCA_ASSIGN_OR_RETURN(std::vector<float> b, m->shard_bias(lw.bq, c.q_dim()));
+            TCA_ASSIGN_OR_RETURN(const std::vector<float> bk, m->shard_bias(lw.bk, c.kv_dim()));
+            TCA_ASSIGN_OR_RETURN(const std::vector<float> bv, m->shard_bias(lw.bv, c.kv_dim()));
+            b.insert(b.end(), bk.begin(), bk.end());
+            b.insert(b.end(), bv.begin(), bv.end());
+            TCA_ASSIGN_OR_RETURN(lv.b_qkv, f32_tensor(b, space));
+            lv.bq = slice(lv.b_qkv.view(), 0, 0, c.q_dim());
+            lv.bk = slice(lv.b_qkv.view(), 0, c.q_dim(), c.kv_dim());
+            lv.bv = slice(lv.b_qkv.view(), 0, c.q_dim() + c.kv_dim(), c.kv_dim());
         }
         for (const WeightView* mw : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
             TCA_RETURN_IF_ERROR(check_matrix(*mw));
@@ -255,12 +332,10 @@ Result<std::unique_ptr<Model>> Model::create_shard(std::shared_ptr<const ModelWe
         TCA_ASSIGN_OR_RETURN(const WeightView w_gate, m->shard_rows(lw.w_gate, c.n_ff));
         TCA_ASSIGN_OR_RETURN(const WeightView w_up, m->shard_rows(lw.w_up, c.n_ff));
         TCA_ASSIGN_OR_RETURN(const WeightView w_down, m->shard_cols(lw.w_down, c.n_ff));
-        TCA_ASSIGN_OR_RETURN(lv.wq, m->place_matrix(wq));
-        TCA_ASSIGN_OR_RETURN(lv.wk, m->place_matrix(wk));
-        TCA_ASSIGN_OR_RETURN(lv.wv, m->place_matrix(wv));
+        // Tensor parallelism fuses each rank's own row ranges (its heads and its MLP slice).
+        TCA_ASSIGN_OR_RETURN(lv.w_qkv, m->place_fused({&wq, &wk, &wv}, {&lv.wq, &lv.wk, &lv.wv}));
         TCA_ASSIGN_OR_RETURN(lv.wo, m->place_matrix(wo));
-        TCA_ASSIGN_OR_RETURN(lv.w_gate, m->place_matrix(w_gate));
-        TCA_ASSIGN_OR_RETURN(lv.w_up, m->place_matrix(w_up));
+        TCA_ASSIGN_OR_RETURN(lv.w_gate_up, m->place_fused({&w_gate, &w_up}, {&lv.w_gate, &lv.w_up}));
         TCA_ASSIGN_OR_RETURN(lv.w_down, m->place_matrix(w_down));
         m->layers_.push_back(std::move(lv));
     }
@@ -308,12 +383,17 @@ Result<std::unique_ptr<RunState>> RunState::create(const ModelConfig& c, int64_t
     for (const auto& [t, shape] : buffers) {
         TCA_ASSIGN_OR_RETURN(*t, DeviceTensor::create(space, DType::kF32, shape));
     }
+    if (!space.is_host()) {
+        TCA_ASSIGN_OR_RETURN(st->qkv, DeviceTensor::create(space, DType::kF32, {1, c.q_dim() + 2 * c.kv_dim()}));
+        TCA_ASSIGN_OR_RETURN(st->gate_up, DeviceTensor::create(space, DType::kF32, {1, 2 * c.n_ff}));
+    }
     return st;
 }
 
 size_t RunState::nbytes() const {
     return ids.nbytes() + pos.nbytes() + x.nbytes() + xn.nbytes() + q.nbytes() + k.nbytes() +
-           v.nbytes() + att.nbytes() + proj.nbytes() + gate.nbytes() + up.nbytes() + logits.nbytes();
+           v.nbytes() + att.nbytes() + proj.nbytes() + gate.nbytes() + up.nbytes() + qkv.nbytes() +
+           gate_up.nbytes() + logits.nbytes();
 }
 
 Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
@@ -340,37 +420,67 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
     const TensorView ids_v = slice(st.ids.view(), 0, 0, n), pos_v = slice(st.pos.view(), 0, 0, n);
     const TensorView x = rows_of(st.x, n), xn = rows_of(st.xn, n), proj = rows_of(st.proj, n);
     TCA_RETURN_IF_ERROR(ops::embed(device, EmbedParams{model.token_embd(), ids_v, x}));
+    // x += in * w^T: one matmul with the residual in place, or (tensor parallelism) the partial
+    // sums into proj, all-reduced, then added.
+    const auto project_add = [&](const TensorView& in, const MatrixView& w) -> Status {
+        if (!comm) return ops::matmul(device, MatmulParams{in, w, TensorView{}, x, act, x});
+        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{in, w, TensorView{}, proj, act, {}}));
+        TCA_RETURN_IF_ERROR(reduce(proj));
+        return ops::add(device, AddParams{x, proj, x});
+    };
 
+    // One-token steps of a fused model: one matmul for q/k/v, one RoPE over q and k (adjacent
+    // in the qkv row), one for gate/up; each output row is the same GEMV row as unfused.
+    const bool fused = n == 1 && model.fused_decode() && !st.qkv.view().empty();
+    const int64_t qd = c.q_dim(), kvd = c.kv_dim();
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerViews& lw = model.layer(l);
         KvLayer& kv = cache.layer(l);
         // Attention block.
         TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.attn_norm.view(), xn, eps}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wq, lw.bq.view(), rows_of(st.q, n), act, {}}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wk, lw.bk.view(), rows_of(st.k, n), act, {}}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wv, lw.bv.view(), rows_of(st.v, n), act, {}}));
-        const TensorView q3 = as_token_heads(st.q, n, c.n_head, hd);
-        const TensorView k3 = as_token_heads(st.k, n, c.n_head_kv, hd);
-        TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{q3, pos_v, model.inv_freq().view(), c.rope_style}));
-        TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{k3, pos_v, model.inv_freq().view(), c.rope_style}));
-        const TensorView q_heads = as_head_tokens(st.q, n, c.n_head, hd);
-        TCA_RETURN_IF_ERROR(attention.run(device, l, q_heads, k3, as_token_heads(st.v, n, c.n_head_kv, hd),
-                                          kv, pos0, prompt_end, as_head_tokens(st.att, n, c.n_head, hd)));
-        if (observer && *observer) {
-            TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, as_head_tokens(st.att, n, c.n_head, hd)));
+        TensorView q_heads, k3, v3;  // [n_head, n, hd], [n, n_head_kv, hd] x 2
+        if (fused && lw.w_qkv.data != nullptr) {
+            const TensorView qkv = rows_of(st.qkv, 1);  // [1, q_dim + 2 kv_dim]
+            TensorView b_qkv;
+            if (!lw.bq.empty()) b_qkv = lw.b_qkv.view();
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_qkv, b_qkv, qkv, act, {}}));
+            const TensorView qk3 = token_heads(qkv, 0, c.n_head + c.n_head_kv, hd);
+            TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{qk3, pos_v, model.inv_freq().view(), c.rope_style}));
+            q_heads = head_tokens(qkv, 0, c.n_head, hd);
+            k3 = token_heads(qkv, qd, c.n_head_kv, hd);
+            v3 = token_heads(qkv, qd + kvd, c.n_head_kv, hd);
+        } else {
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wq, lw.bq, rows_of(st.q, n), act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wk, lw.bk, rows_of(st.k, n), act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wv, lw.bv, rows_of(st.v, n), act, {}}));
+            const TensorView q3 = as_token_heads(st.q, n, c.n_head, hd);
+            k3 = as_token_heads(st.k, n, c.n_head_kv, hd);
+            TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{q3, pos_v, model.inv_freq().view(), c.rope_style}));
+            TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{k3, pos_v, model.inv_freq().view(), c.rope_style}));
+            q_heads = as_head_tokens(st.q, n, c.n_head, hd);
+            v3 = as_token_heads(st.v, n, c.n_head_kv, hd);
         }
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{rows_of(st.att, n), lw.wo, TensorView{}, proj, act, {}}));
-        TCA_RETURN_IF_ERROR(reduce(proj));
-        TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
+        const TensorView att_heads = as_head_tokens(st.att, n, c.n_head, hd);
+        TCA_RETURN_IF_ERROR(attention.run(device, l, q_heads, k3, v3, kv, pos0, prompt_end, att_heads));
+        if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, att_heads));
+        // Output projection and residual: added by the matmul (x updated in place), or after
+        // the all-reduce of the ranks' partial sums under tensor parallelism.
+        TCA_RETURN_IF_ERROR(project_add(rows_of(st.att, n), lw.wo));
         // MLP block.
         TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.ffn_norm.view(), xn, eps}));
-        const TensorView gate = rows_of(st.gate, n), up = rows_of(st.up, n);
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate, TensorView{}, gate, act, {}}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act, {}}));
-        TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, up, gate}));
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{gate, lw.w_down, TensorView{}, proj, act, {}}));
-        TCA_RETURN_IF_ERROR(reduce(proj));
-        TCA_RETURN_IF_ERROR(ops::add(device, AddParams{x, proj, x}));
+        TensorView gate = rows_of(st.gate, n);
+        if (fused && lw.w_gate_up.data != nullptr) {
+            const TensorView gu = rows_of(st.gate_up, 1);  // [1, 2 n_ff]
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate_up, TensorView{}, gu, act, {}}));
+            gate = slice(gu, 1, 0, c.n_ff);
+            TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, slice(gu, 1, c.n_ff, c.n_ff), gate}));
+        } else {
+            const TensorView up = rows_of(st.up, n);
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate, TensorView{}, gate, act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act, {}}));
+            TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, up, gate}));
+        }
+        TCA_RETURN_IF_ERROR(project_add(gate, lw.w_down));
     }
     // Final norm and logits (every row, or only the last token's).
     const int64_t first = st.all_logits ? 0 : n - 1, rows = n - first;

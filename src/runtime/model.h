@@ -4,11 +4,13 @@
 // allocates nothing). Both live in the memory space of the device the forward pass runs on:
 // on the host the matrices are views of the mapped file; on a device F32/F16/BF16 matrices are
 // uploaded as they are and quantized ones are dequantized on the host to BF16 first (the device
-// matmul and embed read F32/F16/BF16 only).
+// matmul and embed read F32/F16/BF16 only), each layer's wq/wk/wv and w_gate/w_up into one
+// matrix per group (LayerViews).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,8 +28,15 @@ namespace tca {
 
 struct LayerViews {
     DeviceTensor attn_norm, ffn_norm;  // [n_embd] f32
-    DeviceTensor bq, bk, bv;           // [q_dim] / [kv_dim] f32, empty without attention bias
+    DeviceTensor b_qkv;                // [q_dim + 2 kv_dim] f32: bq, bk, bv back to back
+    TensorView bq, bk, bv;             // [q_dim] / [kv_dim] f32 views of b_qkv, empty without bias
     MatrixView wq, wk, wv, wo, w_gate, w_up, w_down;
+    // Device models: wq, wk, wv are stored as one matrix and w_gate, w_up as another (each a
+    // row range of it, nothing stored twice), so a decode step runs one matmul for each group.
+    // data == nullptr when not fused (host models: views of the mapped file; parts of other
+    // types or row lengths).
+    MatrixView w_qkv;      // [q_dim + 2 kv_dim, n_embd]: rows of wq, then wk, then wv
+    MatrixView w_gate_up;  // [2 n_ff, n_embd]: rows of w_gate, then w_up
 };
 
 // Tensor parallelism: rank `rank` of `n_ranks` holds query heads [rank * n_head / n_ranks, ...),
@@ -67,10 +76,22 @@ public:
     // What every matmul of the forward pass does to its activations (ops.h).
     MatmulActivations matmul_activations() const { return matmul_act_; }
     void set_matmul_activations(MatmulActivations a) { matmul_act_ = a; }
+    // Whether forward() uses the fused matrices (LayerViews::w_qkv, w_gate_up) for one-token
+    // steps: one q/k/v matmul, one RoPE launch over q and k, one gate/up matmul. On by default;
+    // TCA_CUDA_FUSED=0 in the environment at load turns it off (A/B runs).
+    bool fused_decode() const { return fused_decode_; }
+    void set_fused_decode(bool on) { fused_decode_ = on; }
 
 private:
     // The kernel view of a matrix in the model's space (see the top of this file).
     Result<MatrixView> place_matrix(const WeightView& w);
+    // The parts as consecutive row ranges of one device matrix (returned; the parts' views go
+    // to *views), or an empty view and each part placed alone when they cannot be fused (host
+    // space, different device types or row lengths, a part already placed).
+    Result<MatrixView> place_fused(std::initializer_list<const WeightView*> parts,
+                                   std::initializer_list<MatrixView*> views);
+    // Uploads w's rows (as `type`) to dev at byte offset `offset`.
+    Status upload_rows(const WeightView& w, GgmlType type, DeviceTensor& dev, uint64_t offset);
     struct Placed {
         const void* source;
         MatrixView view;
@@ -80,7 +101,8 @@ private:
     // copied into host_copies_.
     Result<WeightView> shard_rows(const WeightView& w, int64_t rows_per_rank);
     Result<WeightView> shard_cols(const WeightView& w, int64_t cols_per_rank);
-    Result<DeviceTensor> shard_bias(const WeightView& w, int64_t per_rank);
+    // The rank's range of a bias vector, as f32.
+    Result<std::vector<float>> shard_bias(const WeightView& w, int64_t per_rank);
 
     std::shared_ptr<const ModelWeights> weights_;
     ModelConfig config_;
@@ -95,6 +117,7 @@ private:
     uint64_t uploaded_bytes_ = 0;
     std::string conversion_;
     MatmulActivations matmul_act_ = MatmulActivations::kF32;
+    bool fused_decode_ = true;
 };
 
 // Activation buffers for up to max_batch tokens per forward call, in `space`; ids and pos stay
@@ -118,6 +141,10 @@ struct RunState {
     DeviceTensor proj;    // [max_batch, n_embd] attention / MLP projection output
     DeviceTensor gate;    // [max_batch, n_ff]
     DeviceTensor up;      // [max_batch, n_ff]
+    // One-token steps of fused models (Model::fused_decode); allocated in device spaces only
+    // (host models are never fused).
+    DeviceTensor qkv;      // [1, q_dim + 2 kv_dim]: q, k, v of the token
+    DeviceTensor gate_up;  // [1, 2 n_ff]: gate, then up
     DeviceTensor logits;  // [max_batch or 1, n_vocab]
 };
 

@@ -50,14 +50,15 @@ struct Runner {
     Device device = Device::kCpu;
 };
 
-Result<Runner> make_runner(Device device, const std::string& path, bool tca, int64_t ctx) {
+Result<Runner> make_runner(Device device, const std::string& path, bool tca, int64_t ctx,
+                           MatmulActivations act = MatmulActivations::kF32) {
     Runner r;
     r.device = device;
     TCA_ASSIGN_OR_RETURN(const MemorySpace* space, memory_space(device));
     TCA_ASSIGN_OR_RETURN(ModelWeights w, load_model(path));
     TCA_ASSIGN_OR_RETURN(r.model, Model::create(std::move(w), *space));
-    // f32 activations on the CPU: the exact weights are the reference.
-    r.model->set_matmul_activations(MatmulActivations::kF32);
+    // f32 activations on the CPU by default: the exact weights are the reference.
+    r.model->set_matmul_activations(act);
     const ModelConfig& c = r.model->config();
     TCA_ASSIGN_OR_RETURN(r.cache, KvCache::create(c.n_layer, c.n_head_kv, ctx, c.head_dim, DType::kBF16, 0, *space));
     const AttentionPolicy policy = test::small_test_policy(tca, c.n_layer, c.n_head_kv);
@@ -186,6 +187,88 @@ TEST(EngineCuda, QuantizedWeightsDequantizedToBf16) {
     EXPECT_NE(m.weight_conversion().find("Q8_0"), std::string::npos) << m.weight_conversion();
     EXPECT_EQ(m.layer(0).wq.type, GgmlType::kBF16);
     EXPECT_FALSE(m.layer(0).attn_norm.on_host());
+}
+
+// Decode-step fusion (Model::fused_decode): one q/k/v matmul, one RoPE over q and k, one
+// gate/up matmul. The fused matrices hold the parts' rows back to back (the parts are views of
+// them), and a decode with fusion on gives the same logits as with it off: in the engine's mode
+// with 16-bit weights (the Q8_0 file, dequantized to bf16) every projection row is the same GEMV
+// warp with the same inputs, so the logits are bitwise equal; with f32 weights (cuBLAS for every
+// matmul) the fused GEMM's summation order may differ: 1e-5 of the row's max |logit|.
+void compare_fused(const std::string& file, bool tca, MatmulActivations act, double rel_tol) {
+    const std::string path = test::models_dir() + file;
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent";
+    if (!test::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    constexpr int64_t kCtx = 256;
+    Result<Runner> on = make_runner(Device::kCuda, path, tca, kCtx, act);
+    ASSERT_TRUE(on.ok()) << on.status().to_string();
+    Result<Runner> off = make_runner(Device::kCuda, path, tca, kCtx, act);
+    ASSERT_TRUE(off.ok()) << off.status().to_string();
+    on.value().model->set_fused_decode(true);
+    off.value().model->set_fused_decode(false);
+    const Model& m = *on.value().model;
+    const ModelConfig& c = m.config();
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LayerViews& lw = m.layer(l);
+        ASSERT_NE(lw.w_qkv.data, nullptr) << "layer " << l;
+        ASSERT_NE(lw.w_gate_up.data, nullptr) << "layer " << l;
+        EXPECT_EQ(lw.w_qkv.n_rows, c.q_dim() + 2 * c.kv_dim());
+        EXPECT_EQ(lw.w_gate_up.n_rows, 2 * c.n_ff);
+        const uint64_t row = ggml_row_bytes(lw.w_qkv.type, lw.w_qkv.n_cols).value();
+        const auto* base = static_cast<const uint8_t*>(lw.w_qkv.data);
+        EXPECT_EQ(lw.wq.data, base);
+        EXPECT_EQ(lw.wk.data, base + row * static_cast<uint64_t>(c.q_dim()));
+        EXPECT_EQ(lw.wv.data, base + row * static_cast<uint64_t>(c.q_dim() + c.kv_dim()));
+        const uint64_t row_gu = ggml_row_bytes(lw.w_gate_up.type, lw.w_gate_up.n_cols).value();
+        EXPECT_EQ(lw.w_gate.data, lw.w_gate_up.data);
+        EXPECT_EQ(lw.w_up.data,
+                  static_cast<const uint8_t*>(lw.w_gate_up.data) + row_gu * static_cast<uint64_t>(c.n_ff));
+    }
+    const int64_t V = c.n_vocab;
+    const std::vector<int32_t> prompt = test_prompt(40, V);
+    const std::vector<int32_t> steps = test_prompt(70, V);  // fed one by one after the prompt
+    double worst = 0;
+    int64_t identical = 0, n_steps = 0;
+    for (Runner* r : {&on.value(), &off.value()}) {
+        const Status s = forward(r->device, *r->model, *r->state, r->cache, *r->attention, prompt, 0, true);
+        ASSERT_TRUE(s.ok()) << s.to_string();
+    }
+    for (size_t i = prompt.size(); i < steps.size(); ++i) {
+        std::vector<float> logits[2];
+        int k = 0;
+        for (Runner* r : {&on.value(), &off.value()}) {
+            const int32_t one[1] = {steps[i]};
+            const Status s = forward(r->device, *r->model, *r->state, r->cache, *r->attention, one,
+                                     static_cast<int64_t>(i), false);
+            ASSERT_TRUE(s.ok()) << s.to_string();
+            logits[k++] = logits_rows(*r, 1);
+        }
+        ASSERT_EQ(logits[0].size(), static_cast<size_t>(V));
+        ASSERT_EQ(logits[1].size(), static_cast<size_t>(V));
+        double scale = 1e-6, diff = 0;
+        for (int64_t j = 0; j < V; ++j) {
+            scale = std::max(scale, std::fabs(static_cast<double>(logits[1][static_cast<size_t>(j)])));
+            diff = std::max(diff, std::fabs(static_cast<double>(logits[0][static_cast<size_t>(j)]) -
+                                            logits[1][static_cast<size_t>(j)]));
+        }
+        worst = std::max(worst, diff / scale);
+        identical += diff == 0 ? 1 : 0;
+        ++n_steps;
+        EXPECT_LE(diff, rel_tol * scale) << file << " step " << i;
+    }
+    std::fprintf(stderr, "%s %s fused vs unfused decode: max relative logit difference %.3g, identical on "
+                 "%lld of %lld steps\n", file.c_str(), tca ? "tca" : "dense", worst,
+                 static_cast<long long>(identical), static_cast<long long>(n_steps));
+}
+
+TEST(EngineCuda, FusedDecodeBitwiseGemv) {
+    compare_fused("stories260K-q8_0.gguf", false, MatmulActivations::kWeightDotType, 0.0);
+}
+TEST(EngineCuda, FusedDecodeBitwiseGemvTca) {
+    compare_fused("stories260K-q8_0.gguf", true, MatmulActivations::kWeightDotType, 0.0);
+}
+TEST(EngineCuda, FusedDecodeCublasF32) {
+    compare_fused("stories260K.gguf", false, MatmulActivations::kF32, 1e-5);
 }
 
 // The attention probe (tca eval --attn-stats) on the GPU against the CPU on the same model,
