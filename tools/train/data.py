@@ -177,15 +177,17 @@ class Mixer:
 
     weights: {"assoc": w, "tasks": w, "text": w}. A sequence starts with one document of the
     drawn kind and is filled up with further documents (BOS-separated: EOS, BOS between), text
-    filling the rest, so no token is padding. task_weights ({task name: w}, optional): a task
-    document first draws its task by these weights, then an item of it (tasks left out are not
-    drawn); without them every item is equally likely.
+    filling the rest, so no token is padding. A task document's length is uniform between
+    task_len_frac (default 1/4) of the room left and all of it, and at least min_task_len.
+    task_weights ({task name: w}, optional): a task document first draws its task by these
+    weights, then an item of it (tasks left out are not drawn); without them every item is
+    equally likely.
     """
 
     def __init__(self, *, seq_len: int, weights: dict, bos: int, eos: int, encode: Encode,
                  text: Haystack, fillers: Haystack | None, tasks: list, assoc: list,
                  filler_share: float, rng: random.Random, min_task_len: int = 0,
-                 task_weights: dict | None = None):
+                 task_weights: dict | None = None, task_len_frac: float = 0.25):
         self.T = seq_len
         self.kinds = [k for k, w in weights.items() if w > 0]
         self.w = [weights[k] for k in self.kinds]
@@ -195,6 +197,9 @@ class Mixer:
         self.filler_share = filler_share
         self.rng = rng
         self.min_task_len = min_task_len
+        if not 0.0 < task_len_frac <= 1.0:
+            raise ValueError(f"task_len_frac must be in (0, 1], got {task_len_frac}")
+        self.task_len_frac = task_len_frac
         self.by_task = None
         if task_weights:
             groups = {}
@@ -226,7 +231,9 @@ class Mixer:
             else:
                 names, weights, groups = self.by_task
                 item = self.rng.choice(groups[self.rng.choices(names, weights)[0]])
-            lo = min(n, max(self.min_task_len, n // 4))
+            # Item length uniform in [frac * room, room]: frac near 1 keeps every item about
+            # as long as the sequence, so needles sit at every distance from the question.
+            lo = min(n, max(self.min_task_len, int(n * self.task_len_frac)))
             target = self.rng.randint(lo, n)
             hay = self.fillers if (self.fillers is not None and self.rng.random() < self.filler_share) else self.text
             out = item.build(target, hay, self.rng, self.encode)

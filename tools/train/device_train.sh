@@ -5,6 +5,7 @@
 #   scripts/device.sh exec tools/train/device_train.sh train TRAIN_MIN
 #   scripts/device.sh exec tools/train/device_train.sh train-eval TRAIN_MIN EVAL_MIN
 #   scripts/device.sh exec tools/train/device_train.sh eval EVAL_MIN [eval_model.py args]
+#   scripts/device.sh exec tools/train/device_train.sh eval-run EVAL_MIN [eval_model.py args]
 #
 # train: resumes the run (the full state in tools/train/runs/main while the machine is warm,
 # else the portable checkpoint carried in tools/train/runs/portable, else a fresh start) and
@@ -12,38 +13,46 @@
 # GGUF (q8_0) and evaluates it for EVAL_MIN minutes (tools/train/eval_model.py); eval evaluates
 # the shipped models/tca-long-14m.q8_0.gguf without training, after the CUDA token-selection
 # parity tests when the bundle has them (scripts/device.sh pack), with the whole CUDA test suite
-# running beside the evaluation, further arguments going to eval_model.py.
+# running beside the evaluation, further arguments going to eval_model.py; eval-run is eval of
+# the run's own last checkpoint instead (the warm machine's tools/train/runs/main/portable,
+# converted to q8_0 as shipped: $OUT/model.sha256 records the GGUF's hash).
 # Carry: tools/train/data, .device (scripts/device.sh pack tca), and tools/train/runs/portable
 # when resuming on a cold machine. $OUT gets at most 8 files: train.log, portable.tar.NN,
 # loss.csv (and eval_summary.{json,md}, eval_files.tar.gz; eval.log, cuda_tests.log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN] | eval EVAL_MIN [eval_model.py args]"
+usage="usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN] | eval|eval-run EVAL_MIN [eval_model.py args]"
 mode=${1:?$usage}
 OUT=${OUT:-/tmp/train-out}
 RUN=tools/train/runs/main
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-if [ "$mode" = eval ]; then
+if [ "$mode" = eval ] || [ "$mode" = eval-run ]; then
     eval_min=${2:?$usage}
     shift 2
     LOG=$OUT/eval.log
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee "$LOG"
+    model=models/tca-long-14m.q8_0.gguf
+    if [ "$mode" = eval-run ]; then
+        [ -f "$RUN/portable/config.json" ] || { echo "device_train.sh: no $RUN/portable (the machine went cold?)" | tee -a "$LOG"; exit 1; }
+        model=/tmp/tca-long-14m.q8_0.gguf
+        "${TCA_BIN:?run through scripts/device.sh exec}" convert -m "$RUN/portable" -o "$model" --type q8_0 \
+            --name tca-long-14m 2>&1 | tail -n 3 | tee -a "$LOG"
+        sha256sum "$model" | tee "$OUT/model.sha256" | tee -a "$LOG"
+    fi
     tests=$(dirname "${TCA_BIN:?run through scripts/device.sh exec}")/tca_cuda_tests
     suite_pid=""
-    if [ -x "$tests" ]; then
+    if [ -x "$tests" ] && [ "${CUDA_SUITE:-1}" = 1 ]; then
         timeout 120 "$tests" --gtest_filter='*TokenSelect*:*TokenImportance*:*BlockScore*:*BlockBudget*:*AttentionProbe*' \
             --gtest_brief=1 2>&1 | tail -n 15 | tee -a "$LOG"
         echo "cuda selection tests: exit ${PIPESTATUS[0]}" | tee -a "$LOG"
-        # The whole CUDA suite beside the evaluation (CUDA_SUITE=0 skips it): its log is
-        # $OUT/cuda_tests.log, failures and the summary only.
-        if [ "${CUDA_SUITE:-1}" = 1 ]; then
-            (timeout "${CUDA_SUITE_S:-300}" "$tests" --gtest_brief=1 >"$OUT/cuda_tests.log" 2>&1
-             echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log") &
-            suite_pid=$!
-        fi
+        # The whole CUDA suite beside the evaluation (CUDA_SUITE=0 skips it and the selection
+        # tests): its log is $OUT/cuda_tests.log, failures and the summary only.
+        (timeout "${CUDA_SUITE_S:-300}" "$tests" --gtest_brief=1 >"$OUT/cuda_tests.log" 2>&1
+         echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log") &
+        suite_pid=$!
     fi
-    python3 tools/train/eval_model.py --tca "$TCA_BIN" --model models/tca-long-14m.q8_0.gguf --out "$OUT" \
+    python3 tools/train/eval_model.py --tca "$TCA_BIN" --model "$model" --out "$OUT" \
         --minutes "$eval_min" "$@" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
     [ -n "$suite_pid" ] && wait "$suite_pid"

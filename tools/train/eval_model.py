@@ -27,6 +27,9 @@ sys.path.insert(0, HERE)
 import data as D  # noqa: E402
 
 T0 = time.time()
+# tca eval --task all, in its order (docs/eval.md).
+ALL_TASKS = ["niah_single_number", "niah_single_word", "niah_single_uuid", "niah_multikey", "niah_multivalue",
+             "niah_multiquery", "variable_tracking", "common_words"]
 LOCK = threading.Lock()
 
 
@@ -194,6 +197,9 @@ def main():
     ap.add_argument("--stats-samples", type=int, default=0, help="also a fidelity run (tca eval --attn-stats) at "
                     "the main context with this many samples per task: tca and the baselines at its KV fraction, "
                     "per-layer attention recall and output error against dense")
+    ap.add_argument("--baseline-split", type=int, default=1, help="run each baseline (snapkv, streaming, "
+                    "oracle) as this many processes over disjoint task groups (they prefill in chunks and "
+                    "are slower than dense: splitting finishes them before the deadline; needs --task all)")
     ap.add_argument("--taus", default="0.9,0.7,0.5", help="tau values calibrated on the KJV (the first is "
                     "also calibrated on Brown and the task prompts)")
     a = ap.parse_args()
@@ -209,7 +215,9 @@ def main():
     ctx_tokens = int(ctx_main[:-1]) * 1024 if ctx_main.endswith("k") else int(ctx_main)
     bw = ["--block-size", str(a.block_size), "--local-window", str(a.local_window)]
     common = ["--device", a.device, "--threads", str(a.threads), "--seed", str(a.seed),
-              "--n-samples", str(a.n_samples), "--task", a.task]
+              "--n-samples", str(a.n_samples)]
+    if a.baseline_split > 1 and a.task != "all":
+        ap.error("--baseline-split needs --task all")
 
     # Texts: the eval haystack (KJV) and three calibration domains.
     texts = os.path.join(a.data, "text")
@@ -249,9 +257,9 @@ def main():
     # the calibration domains.
     jobs = []
 
-    def job(name, label, ctx, attention, extra, after=None):
+    def job(name, label, ctx, attention, extra, after=None, task=None):
         jobs.append({"name": name, "label": label, "ctx": ctx, "attention": attention, "extra": extra,
-                     "after": after})
+                     "after": after, "task": task or a.task})
 
     job("dense-main", "dense", ctx_main, "dense", [])
     main_tca = f"tca-kjv-{tau0}"
@@ -269,8 +277,11 @@ def main():
         keep_label = f"tca keep{a.keep:g} {a.keep_args}".strip()
         matched = f"tca-keep{a.keep:g}"
         job(matched, keep_label, ctx_main, "tca", keep_extra)
+    # The same items in every split (tca eval seeds each task's items independently of the others).
+    groups = [",".join(ALL_TASKS[i::a.baseline_split]) for i in range(a.baseline_split)] if a.baseline_split > 1 else [None]
     for pol in ("snapkv", "streaming", "oracle"):
-        job(f"{pol}-main", pol, ctx_main, pol, [], after=matched)
+        for i, g in enumerate(groups):
+            job(f"{pol}-main" + (f"-{i}" if g else ""), pol, ctx_main, pol, [], after=matched, task=g)
     if a.stats_samples > 0 and ("kjv", tau0) in budgets:
         # One process, every policy on the same items; its labels carry the tag "stats" so
         # its rows stay apart from the main runs' (other sample counts).
@@ -323,7 +334,8 @@ def main():
             return
         folder = os.path.join(work, j["name"])
         t = time.time()
-        rc = run([a.tca, "eval", "-m", a.model, "--ctx", j["ctx"], "--attention", j["attention"], *common, *haystack,
+        rc = run([a.tca, "eval", "-m", a.model, "--ctx", j["ctx"], "--attention", j["attention"], "--task", j["task"],
+                  *common, *haystack,
                   *j["extra"], "--out", folder], os.path.join(work, f"eval-{j['name']}.log"), left)
         log(f"{j['name']} ({j['label']}, ctx {j['ctx']}): exit {rc}, {len(records(folder))} items in {time.time() - t:.0f} s")
         with cond:

@@ -113,6 +113,26 @@ class DataTest(unittest.TestCase):
                        tasks=items, assoc=[], filler_share=0, rng=random.Random(3),
                        task_weights={"niah_multivalue": 0})
 
+    def test_mixer_task_len_frac_sets_the_shortest_task_document(self):
+        hay = data.Haystack(data.split_sentences("Alpha beta gamma. Delta epsilon. Zeta eta theta iota. " * 200), enc_batch)
+        items = [data.TaskItem({"task": "niah_single_number", "prompt": PROMPT, "answer": " 1234567."}, enc)]
+
+        def first_doc_lengths(frac):
+            m = data.Mixer(seq_len=1024, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                           tasks=items, assoc=[], filler_share=0, rng=random.Random(5), task_len_frac=frac)
+            out = []
+            for _ in range(60):
+                ids, _ = m.sequence()
+                out.append(ids.index(2))  # the first EOS ends the first (task) document
+            return out
+        room = 1025 - 2
+        full = first_doc_lengths(0.9)
+        self.assertGreaterEqual(min(full), int(0.9 * room) - 40)  # the haystack fits whole sentences
+        self.assertLess(min(first_doc_lengths(0.25)), int(0.5 * room))
+        with self.assertRaises(ValueError):
+            data.Mixer(seq_len=64, weights={"tasks": 1}, bos=1, eos=2, encode=enc, text=hay, fillers=None,
+                       tasks=items, assoc=[], filler_share=0, rng=random.Random(0), task_len_frac=0)
+
     def test_mixer_refuses_a_missing_source(self):
         hay = data.Haystack(["A b."], enc_batch)
         with self.assertRaises(ValueError):

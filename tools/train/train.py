@@ -350,7 +350,7 @@ def main():
         mixer_args = dict(seq_len=st["seq_len"], weights=st["weights"], bos=tok.bos, eos=tok.eos,
                           encode=tok.encode, text=text, fillers=fillers, tasks=tasks, assoc=assoc,
                           filler_share=recipe["data"]["filler_share"], min_task_len=st.get("min_task_len", 0),
-                          task_weights=st.get("task_weights"))
+                          task_weights=st.get("task_weights"), task_len_frac=st.get("task_len_frac", 0.25))
         ds = StageBatches(mixer_args, si, st, seed, state["step"], max_steps)
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          prefetch_factor=4 if a.workers else None, pin_memory=dev.type == "cuda")
