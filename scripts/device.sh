@@ -186,6 +186,10 @@ unpack() {
         local dir=/tmp/tca-device
         rm -rf "$dir" && mkdir -p "$dir" && xz -dc "$PKG"/bundle.tar.xz | tar -C "$dir" -xf - || return 1
         PKG=$dir
+    elif [ -x /tmp/tca-device/tca ]; then
+        # No bundle carried: a warm machine keeps the one an earlier call unpacked.
+        PKG=/tmp/tca-device
+        echo "device.sh: no bundle carried; using the one unpacked earlier (git $(cat $PKG/GIT_SHA 2>/dev/null))" >&2
     fi
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     export LD_LIBRARY_PATH="$PKG/lib:$(cublas_dirs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

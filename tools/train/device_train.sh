@@ -3,7 +3,7 @@
 # scripts/device.sh exec (which unpacks tca and sets its libraries):
 #
 #   scripts/device.sh exec tools/train/device_train.sh train TRAIN_MIN
-#   scripts/device.sh exec tools/train/device_train.sh train-eval TRAIN_MIN EVAL_MIN
+#   scripts/device.sh exec tools/train/device_train.sh train-eval TRAIN_MIN EVAL_MIN [eval_model.py args]
 #   scripts/device.sh exec tools/train/device_train.sh eval EVAL_MIN [eval_model.py args]
 #   scripts/device.sh exec tools/train/device_train.sh eval-run EVAL_MIN [eval_model.py args]
 #
@@ -21,7 +21,7 @@
 # loss.csv (and eval_summary.{json,md}, eval_files.tar.gz; eval.log, cuda_tests.log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-usage="usage: device_train.sh train|train-eval TRAIN_MIN [EVAL_MIN] | eval|eval-run EVAL_MIN [eval_model.py args]"
+usage="usage: device_train.sh train TRAIN_MIN | train-eval TRAIN_MIN EVAL_MIN [eval_model.py args] | eval|eval-run EVAL_MIN [eval_model.py args]"
 mode=${1:?$usage}
 OUT=${OUT:-/tmp/train-out}
 RUN=tools/train/runs/main
@@ -60,6 +60,7 @@ if [ "$mode" = eval ] || [ "$mode" = eval-run ]; then
 fi
 train_min=${2:?$usage}
 eval_min=${3:-5}
+shift $(($# < 3 ? $# : 3))  # what is left goes to eval_model.py (train-eval)
 LOG=$OUT/train.log
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -115,6 +116,7 @@ echo "train.py exit code $rc" | tee -a "$LOG"
 model=/tmp/tca-long-14m.q8_0.gguf
 "${TCA_BIN:?run through scripts/device.sh exec}" convert -m "$RUN/portable" -o "$model" --type q8_0 \
     --name tca-long-14m 2>&1 | tail -n 3 | tee -a "$LOG"
-python3 tools/train/eval_model.py --tca "$TCA_BIN" --model "$model" --out "$OUT" --minutes "$eval_min" \
+sha256sum "$model" | tee "$OUT/model.sha256" | tee -a "$LOG"
+python3 tools/train/eval_model.py --tca "$TCA_BIN" --model "$model" --out "$OUT" --minutes "$eval_min" "$@" \
     2>&1 | tee -a "$LOG"
 exit "${PIPESTATUS[0]}"

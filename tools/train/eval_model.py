@@ -197,6 +197,9 @@ def main():
     ap.add_argument("--stats-samples", type=int, default=0, help="also a fidelity run (tca eval --attn-stats) at "
                     "the main context with this many samples per task: tca and the baselines at its KV fraction, "
                     "per-layer attention recall and output error against dense")
+    ap.add_argument("--baselines", default="snapkv,streaming,oracle", help="baseline policies at tca's KV fraction")
+    ap.add_argument("--domains", default="kjv,brown,tasks", help="calibration text domains at the first tau "
+                    "(kjv first: the main tca run uses it)")
     ap.add_argument("--baseline-split", type=int, default=1, help="run each baseline (snapkv, streaming, "
                     "oracle) as this many processes over disjoint task groups (they prefill in chunks and "
                     "are slower than dense: splitting finishes them before the deadline; needs --task all)")
@@ -232,7 +235,10 @@ def main():
     tau0 = taus[0]
     # (key, text domain, tau, extra calibrate arguments); budgets[(key, tau)] = budget file.
     cal_args = a.cal_args.split()
-    cals = [(dom, dom, tau0, cal_args) for dom in ("kjv", "brown", "tasks")] + \
+    doms = [d for d in a.domains.split(",") if d]
+    if not doms or doms[0] != "kjv" or any(d not in domains for d in doms):
+        ap.error(f"--domains must start with kjv and name only {', '.join(domains)}, got '{a.domains}'")
+    cals = [(dom, dom, tau0, cal_args) for dom in doms] + \
         [("kjv", "kjv", t, cal_args) for t in taus[1:]]
     if cal_args:  # the paper's calibration (no --cal-args) beside them, on the KJV
         cals.append(("kjv-paper", "kjv", 0.9, []))
@@ -279,7 +285,7 @@ def main():
         job(matched, keep_label, ctx_main, "tca", keep_extra)
     # The same items in every split (tca eval seeds each task's items independently of the others).
     groups = [",".join(ALL_TASKS[i::a.baseline_split]) for i in range(a.baseline_split)] if a.baseline_split > 1 else [None]
-    for pol in ("snapkv", "streaming", "oracle"):
+    for pol in [p for p in a.baselines.split(",") if p]:
         for i, g in enumerate(groups):
             job(f"{pol}-main" + (f"-{i}" if g else ""), pol, ctx_main, pol, [], after=matched, task=g)
     if a.stats_samples > 0 and ("kjv", tau0) in budgets:
