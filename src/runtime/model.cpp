@@ -2,8 +2,8 @@
 // (+bias) -> RoPE -> attention under the engine's policy (KV append, attend, compact) ->
 // output projection + residual -> RMSNorm -> SwiGLU MLP + residual; then the final norm and
 // the output projection. Every step is a backend op (src/backend/ops.h), so the same code runs
-// on every device. The residual adds are the projections' MatmulParams::residual (in place)
-// except under tensor parallelism; one-token steps of device models run the fused q/k/v and
+// on every device. One-token steps add the residual in the projections (MatmulParams::residual,
+// in place) except under tensor parallelism, and on device models run the fused q/k/v and
 // gate/up matrices (LayerViews::w_qkv, w_gate_up).
 #include "runtime/model.h"
 
@@ -420,10 +420,12 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
     const TensorView ids_v = slice(st.ids.view(), 0, 0, n), pos_v = slice(st.pos.view(), 0, 0, n);
     const TensorView x = rows_of(st.x, n), xn = rows_of(st.xn, n), proj = rows_of(st.proj, n);
     TCA_RETURN_IF_ERROR(ops::embed(device, EmbedParams{model.token_embd(), ids_v, x}));
-    // x += in * w^T: one matmul with the residual in place, or (tensor parallelism) the partial
-    // sums into proj, all-reduced, then added.
+    // x += in * w^T: for one token, one matmul with the residual in place (one launch fewer per
+    // projection); for a prompt (launches don't matter, and an in-place residual would need a
+    // prompt-sized scratch on the GPU) or under tensor parallelism, the product into proj
+    // (all-reduced over the ranks), then added.
     const auto project_add = [&](const TensorView& in, const MatrixView& w) -> Status {
-        if (!comm) return ops::matmul(device, MatmulParams{in, w, TensorView{}, x, act, x});
+        if (!comm && n == 1) return ops::matmul(device, MatmulParams{in, w, TensorView{}, x, act, x});
         TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{in, w, TensorView{}, proj, act, {}}));
         TCA_RETURN_IF_ERROR(reduce(proj));
         return ops::add(device, AddParams{x, proj, x});

@@ -22,7 +22,7 @@
 // op(W) x^T with W seen as the column-major n_in x n_out matrix (lda = n_in) and op = T, and
 // x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias and the
 // residual are added by a small kernel after the GEMM, in that order (the reference adds them
-// after the sum too); an in-place residual without a bias is the GEMM's beta = 1 instead.
+// after the sum too).
 // cuBLAS is not linked: libcublas.so.<major> is opened on the first GPU matmul
 // (backend/cuda/dynamic_library.h), from the library path, else from the toolkit of the build.
 #include <cublas_v2.h>
@@ -379,22 +379,21 @@ Status matmul(const MatmulParams& p) {
         }
     }
 
-    // The residual: without a bias and with y == residual (in place), the GEMM adds it (beta 1:
-    // alpha * dot + beta * y = dot + residual, one rounding); otherwise the epilogue kernel adds
-    // bias then residual after a beta-0 GEMM, into scratch slot 2 when y is the residual.
+    // The residual: the epilogue kernel adds bias then residual after a beta-0 GEMM, whose
+    // output goes to scratch slot 2 when y is the residual (in place). Not beta = 1: cuBLAS may
+    // then add y inside a split-K reduction, which rounds otherwise than matmul then add.
     const bool has_res = !p.residual.empty();
     const bool in_place = has_res && p.y.data == p.residual.data;
-    const bool res_in_gemm = in_place && p.bias.empty();
     float* c = p.y.ptr<float>();
     int64_t c_ld = ldc;
-    if (in_place && !res_in_gemm) {
+    if (in_place) {
         TCA_ASSIGN_OR_RETURN(void* cs, scratch(static_cast<size_t>(n_tokens * n_out) * 4, 2));
         c = static_cast<float*>(cs);
         c_ld = n_out;
     }
     TCA_ASSIGN_OR_RETURN(const CublasApi* api, cublas_api());
     TCA_ASSIGN_OR_RETURN(cublasHandle_t handle, cublas_handle(*api));
-    const float alpha = 1.0f, beta = res_in_gemm ? 1.0f : 0.0f;
+    const float alpha = 1.0f, beta = 0.0f;
     TCA_RETURN_IF_ERROR(cublas_status(
         *api, api->gemm_ex(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out),
                            static_cast<int>(n_tokens), static_cast<int>(n_in), &alpha, a, a_type,
@@ -402,7 +401,7 @@ Status matmul(const MatmulParams& p) {
                            CUDA_R_32F, static_cast<int>(c_ld), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx (matmul)"));
 
-    if (!p.bias.empty() || (has_res && !res_in_gemm)) {
+    if (!p.bias.empty() || has_res) {
         epilogue_kernel<<<rows_grid(n_tokens, n_out), kThreads, 0, cu_stream()>>>(
             c, c_ld, p.y.ptr<float>(), ldc, n_tokens, n_out,
             p.bias.empty() ? nullptr : p.bias.ptr<const float>(), p.bias.empty() ? 0 : p.bias.stride[0],
