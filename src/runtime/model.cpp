@@ -140,45 +140,21 @@ Result<MatrixView> Model::place_matrix(const WeightView& w) {
     for (const Placed& p : placed_) {  // tied embeddings: one upload for both uses
         if (p.source == w.data) return p.view;
     }
-    const GgmlType type = device_type(w.type);
-    TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, host.n_cols));
-    const uint64_t bytes = row_bytes * static_cast<uint64_t>(host.n_rows);
-    TCA_ASSIGN_OR_RETURN(DeviceTensor dev, allocate_matrix(*space_, w.name, bytes));
-    TCA_RETURN_IF_ERROR(upload_rows(w, type, dev, 0));
-    const MatrixView view{dev.view().data, type, host.n_rows, host.n_cols};
-    uploaded_bytes_ += bytes;
-    placed_.push_back(Placed{w.data, view});
-    uploaded_.push_back(std::move(dev));
+    MatrixView view;
+    TCA_RETURN_IF_ERROR(upload_group({&w}, {&view}, w.name).status());
     return view;
 }
 
-Result<MatrixView> Model::place_fused(std::initializer_list<const WeightView*> parts,
-                                      std::initializer_list<MatrixView*> views) {
-    TCA_ASSERT(parts.size() == views.size() && parts.size() > 0, "place_fused: %zu parts, %zu views",
-               parts.size(), views.size());
+Result<MatrixView> Model::upload_group(std::initializer_list<const WeightView*> parts,
+                                       std::initializer_list<MatrixView*> views, const std::string& name) {
     const WeightView& first = **parts.begin();
-    bool fuse = !space_->is_host();
-    int64_t rows = 0;
-    for (const WeightView* w : parts) {
-        TCA_RETURN_IF_ERROR(check_matrix(*w));
-        fuse = fuse && w->ndim == 2 && first.ndim == 2 && device_type(w->type) == device_type(first.type) &&
-               w->shape[1] == first.shape[1];
-        for (const Placed& p : placed_) fuse = fuse && p.source != w->data;
-        rows += w->ndim == 2 ? w->shape[0] : 0;
-    }
-    if (!fuse) {
-        auto v = views.begin();
-        for (const WeightView* w : parts) {
-            TCA_ASSIGN_OR_RETURN(**v, place_matrix(*w));
-            ++v;
-        }
-        return MatrixView{};
-    }
     const GgmlType type = device_type(first.type);
     const int64_t cols = first.shape[1];
     TCA_ASSIGN_OR_RETURN(const uint64_t row_bytes, ggml_row_bytes(type, cols));
+    int64_t rows = 0;
+    for (const WeightView* w : parts) rows += w->shape[0];
     const uint64_t bytes = row_bytes * static_cast<uint64_t>(rows);
-    TCA_ASSIGN_OR_RETURN(DeviceTensor dev, allocate_matrix(*space_, first.name + " (fused)", bytes));
+    TCA_ASSIGN_OR_RETURN(DeviceTensor dev, allocate_matrix(*space_, name, bytes));
     auto v = views.begin();
     uint64_t offset = 0;
     for (const WeightView* w : parts) {
@@ -188,10 +164,30 @@ Result<MatrixView> Model::place_fused(std::initializer_list<const WeightView*> p
         offset += row_bytes * static_cast<uint64_t>(w->shape[0]);
         ++v;
     }
-    const MatrixView fused{dev.view().data, type, rows, cols};
+    const MatrixView all{dev.view().data, type, rows, cols};
     uploaded_bytes_ += bytes;
     uploaded_.push_back(std::move(dev));
-    return fused;
+    return all;
+}
+
+Result<MatrixView> Model::place_fused(std::initializer_list<const WeightView*> parts,
+                                      std::initializer_list<MatrixView*> views) {
+    TCA_ASSERT(parts.size() == views.size() && parts.size() > 0, "place_fused: %zu parts, %zu views",
+               parts.size(), views.size());
+    const WeightView& first = **parts.begin();
+    bool fuse = !space_->is_host();
+    for (const WeightView* w : parts) {
+        TCA_RETURN_IF_ERROR(check_matrix(*w));
+        fuse = fuse && device_type(w->type) == device_type(first.type) && w->shape[1] == first.shape[1];
+        for (const Placed& p : placed_) fuse = fuse && p.source != w->data;
+    }
+    if (fuse) return upload_group(parts, views, first.name + " (fused)");
+    auto v = views.begin();
+    for (const WeightView* w : parts) {
+        TCA_ASSIGN_OR_RETURN(**v, place_matrix(*w));
+        ++v;
+    }
+    return MatrixView{};
 }
 
 uint64_t Model::weight_bytes() const {
@@ -443,9 +439,7 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         TensorView q_heads, k3, v3;  // [n_head, n, hd], [n, n_head_kv, hd] x 2
         if (fused && lw.w_qkv.data != nullptr) {
             const TensorView qkv = rows_of(st.qkv, 1);  // [1, q_dim + 2 kv_dim]
-            TensorView b_qkv;
-            if (!lw.bq.empty()) b_qkv = lw.b_qkv.view();
-            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_qkv, b_qkv, qkv, act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_qkv, lw.b_qkv.view(), qkv, act, {}}));
             const TensorView qk3 = token_heads(qkv, 0, c.n_head + c.n_head_kv, hd);
             TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{qk3, pos_v, model.inv_freq().view(), c.rope_style}));
             q_heads = head_tokens(qkv, 0, c.n_head, hd);

@@ -90,6 +90,10 @@ private:
     // space, different device types or row lengths, a part already placed).
     Result<MatrixView> place_fused(std::initializer_list<const WeightView*> parts,
                                    std::initializer_list<MatrixView*> views);
+    // The parts (matrices of one device type and row length) as consecutive row ranges of one
+    // new device matrix named `name` (returned); each part's view goes to *views and placed_.
+    Result<MatrixView> upload_group(std::initializer_list<const WeightView*> parts,
+                                    std::initializer_list<MatrixView*> views, const std::string& name);
     // Uploads w's rows (as `type`) to dev at byte offset `offset`.
     Status upload_rows(const WeightView& w, GgmlType type, DeviceTensor& dev, uint64_t offset);
     struct Placed {

@@ -276,9 +276,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) {
-        float v = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
-        if (residual) v += residual[row];
-        y[row] = v;
+        float out = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
+        if (residual) out += residual[row];
+        y[row] = out;
     }
 }
 
