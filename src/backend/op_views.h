@@ -29,7 +29,7 @@ TCA_VIEWS(BlockCompactParams, &p.q, &p.k_cache, &p.v_cache, &p.slot_pos, &p.n_gl
 TCA_VIEWS(KvAppendParams, &p.k_new, &p.v_new, &p.k_cache, &p.v_cache, &p.slot_pos, &p.n_slots)
 TCA_VIEWS(KvCompactParams, &p.k_cache, &p.v_cache, &p.slot_pos, &p.n_global, &p.n_slots,
           &p.kept, &p.n_kept, &p.region)
-TCA_VIEWS(MatmulParams, &p.x, &p.bias, &p.y, &p.residual)
+TCA_VIEWS(MatmulParams, &p.x, &p.bias, &p.y, &p.residual, &p.norm_weight, &p.up)
 TCA_VIEWS(RmsNormParams, &p.x, &p.weight, &p.out)
 TCA_VIEWS(RopeParams, &p.x, &p.inv_freq)  // positions: host memory
 TCA_VIEWS(SwigluParams, &p.gate, &p.up, &p.out)

@@ -382,6 +382,15 @@ Status check_same_2d(const TensorView& a, const char* aname, const TensorView& b
 
 }  // namespace
 
+const char* matmul_input_name(MatmulInput in) {
+    switch (in) {
+        case MatmulInput::kX: return "x";
+        case MatmulInput::kRmsNorm: return "rms_norm";
+        case MatmulInput::kSwiglu: return "swiglu";
+    }
+    return "unknown";
+}
+
 Status validate(const MatmulParams& p) {
     const char* op = "matmul";
     TCA_RETURN_IF_ERROR(check_weight(p.w, op, "w"));
@@ -389,6 +398,29 @@ Status validate(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(check_f32(p.y, op, "y", 2, {p.x.shape[0], p.w.n_rows}));
     if (!p.bias.empty()) TCA_RETURN_IF_ERROR(check_f32(p.bias, op, "bias", 1, {p.w.n_rows}));
     if (views_overlap_2d(p.x, p.y)) return invalid_argument("%s: y must not overlap x", op);
+    switch (p.input) {
+        case MatmulInput::kX: break;
+        case MatmulInput::kRmsNorm:
+            TCA_RETURN_IF_ERROR(check_f32(p.norm_weight, op, "norm_weight", 1, {p.w.n_cols}));
+            if (!(std::isfinite(p.norm_eps) && p.norm_eps >= 0.0f)) {
+                return invalid_argument("%s: norm_eps must be finite and >= 0, got %g", op,
+                                        static_cast<double>(p.norm_eps));
+            }
+            break;
+        case MatmulInput::kSwiglu:
+            TCA_RETURN_IF_ERROR(check_f32(p.up, op, "up", 2, {p.x.shape[0], p.w.n_cols}));
+            if (views_overlap_2d(p.up, p.y)) return invalid_argument("%s: y must not overlap up", op);
+            break;
+        default: return invalid_argument("%s: unknown input %d", op, static_cast<int>(p.input));
+    }
+    if (p.input != MatmulInput::kRmsNorm && !p.norm_weight.empty()) {
+        return invalid_argument("%s: norm_weight is set but input is %s (rms_norm uses it)", op,
+                                matmul_input_name(p.input));
+    }
+    if (p.input != MatmulInput::kSwiglu && !p.up.empty()) {
+        return invalid_argument("%s: up is set but input is %s (swiglu uses it)", op,
+                                matmul_input_name(p.input));
+    }
     if (!p.residual.empty()) {
         TCA_RETURN_IF_ERROR(check_f32(p.residual, op, "residual", 2, {p.x.shape[0], p.w.n_rows}));
         if (views_overlap_2d(p.residual, p.y) && !same_view_2d(p.residual, p.y)) {

@@ -202,17 +202,33 @@ const char* matmul_activations_name(MatmulActivations a);  // "f32" | "native"
 // The type the activations take for weights of type t under kWeightDotType (kF32 for F32).
 GgmlType matmul_dot_type(GgmlType t);
 
-// y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) (+ residual[t, o]), rounded to f32 as
-// ((dot + bias) + residual): bitwise what matmul followed by add gives.
+// What matmul multiplies by the weights: x itself, or the op that precedes a projection in a
+// LLaMA layer computed from x inside the matmul (one-token decode steps on the GPU fold it into
+// the GEMV: one launch and one activation round trip fewer). The values are what the separate
+// op stores (every backend computes them with that op's own math), so the result is bitwise
+// the op followed by matmul.
+//  kX: x.
+//  kRmsNorm: rms_norm(x, norm_weight, norm_eps) (RmsNormParams).
+//  kSwiglu: swiglu(x, up) (SwigluParams with gate = x).
+enum class MatmulInput { kX, kRmsNorm, kSwiglu };
+const char* matmul_input_name(MatmulInput in);  // "x" | "rms_norm" | "swiglu"
+
+// y[t, o] = sum_i in[t, i] * w[o, i] (+ bias[o]) (+ residual[t, o]), in = x or the MatmulInput
+// op of x, rounded to f32 as ((dot + bias) + residual): bitwise what matmul followed by add
+// gives.
 struct MatmulParams {
     TensorView x;     // [n_tokens, n_in] f32, any row stride
     MatrixView w;     // [n_out, n_in] (n_rows = n_out, n_cols = n_in)
-    TensorView bias;  // [n_out] f32, optional (empty = no bias)
-    TensorView y;     // [n_tokens, n_out] f32 out, any row stride; must not overlap x
+    TensorView bias{};  // [n_out] f32, optional (empty = no bias)
+    TensorView y{};     // [n_tokens, n_out] f32 out, any row stride; must not overlap x (or up)
     MatmulActivations act = MatmulActivations::kF32;
     // [n_tokens, n_out] f32, optional (empty = none); y may be exactly this view (same data and
     // strides: the residual stream updated in place), any other overlap with y is an error.
-    TensorView residual;
+    TensorView residual{};
+    MatmulInput input = MatmulInput::kX;
+    TensorView norm_weight{};  // kRmsNorm: [n_in] f32 (empty otherwise)
+    float norm_eps = 1e-5f;    // kRmsNorm: finite, >= 0
+    TensorView up{};           // kSwiglu: [n_tokens, n_in] f32 (empty otherwise)
 };
 
 // out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i].

@@ -123,8 +123,28 @@ void unpack_q_1(const MatrixView& w, int64_t r, std::vector<float>* d, std::vect
 }
 
 template <class Acc>
+Status rms_norm_impl(const RmsNormParams& p);
+template <class Acc>
+Status swiglu_impl(const SwigluParams& p);
+
+template <class Acc>
 Status matmul_impl(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
+    if (p.input != MatmulInput::kX) {
+        // The input op in this precision, stored as f32 (what the separate op stores), then the
+        // matmul of it.
+        std::vector<float> in(static_cast<size_t>(p.x.shape[0] * p.w.n_cols));
+        const TensorView iv = make_view(in.data(), DType::kF32, {p.x.shape[0], p.w.n_cols});
+        TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm
+                                ? rms_norm_impl<Acc>(RmsNormParams{p.x, p.norm_weight, iv, p.norm_eps})
+                                : swiglu_impl<Acc>(SwigluParams{p.x, p.up, iv}));
+        MatmulParams q = p;
+        q.x = iv;
+        q.input = MatmulInput::kX;
+        q.norm_weight = TensorView{};
+        q.up = TensorView{};
+        return matmul_impl<Acc>(q);
+    }
     const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols;
     const bool native = p.act == MatmulActivations::kWeightDotType;
     const GgmlType dot = native ? matmul_dot_type(p.w.type) : GgmlType::kF32;

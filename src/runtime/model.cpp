@@ -4,7 +4,8 @@
 // the output projection. Every step is a backend op (src/backend/ops.h), so the same code runs
 // on every device. One-token steps add the residual in the projections (MatmulParams::residual,
 // in place) except under tensor parallelism, and on device models run the fused q/k/v and
-// gate/up matrices (LayerViews::w_qkv, w_gate_up).
+// gate/up matrices (LayerViews::w_qkv, w_gate_up) with the RMSNorms and SwiGLU computed inside
+// the matmuls that read them (MatmulInput).
 #include "runtime/model.h"
 
 #include <cstdlib>
@@ -420,32 +421,55 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
     // projection); for a prompt (launches don't matter, and an in-place residual would need a
     // prompt-sized scratch on the GPU) or under tensor parallelism, the product into proj
     // (all-reduced over the ranks), then added.
-    const auto project_add = [&](const TensorView& in, const MatrixView& w) -> Status {
-        if (!comm && n == 1) return ops::matmul(device, MatmulParams{in, w, TensorView{}, x, act, x});
-        TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{in, w, TensorView{}, proj, act, {}}));
+    // mp: the input (x and MatmulInput) and the weights; y, residual and act are set here.
+    const auto project_add = [&](MatmulParams mp) -> Status {
+        mp.act = act;
+        if (!comm && n == 1) {
+            mp.y = x;
+            mp.residual = x;
+            return ops::matmul(device, mp);
+        }
+        mp.y = proj;
+        TCA_RETURN_IF_ERROR(ops::matmul(device, mp));
         TCA_RETURN_IF_ERROR(reduce(proj));
         return ops::add(device, AddParams{x, proj, x});
     };
 
     // One-token steps of a fused model: one matmul for q/k/v, one RoPE over q and k (adjacent
-    // in the qkv row), one for gate/up; each output row is the same GEMV row as unfused.
+    // in the qkv row), one for gate/up; each output row is the same GEMV row as unfused. The
+    // RMSNorms and SwiGLU are computed inside the matmuls that read them (MatmulInput): the
+    // same values, one launch fewer each.
     const bool fused = n == 1 && model.fused_decode() && !st.qkv.view().empty();
     const int64_t qd = c.q_dim(), kvd = c.kv_dim();
+    // rms_norm(x) as the input of a matmul: computed in the matmul when fused, else into xn.
+    const auto normed = [&](const TensorView& norm_w, MatmulParams mp) -> Result<MatmulParams> {
+        if (fused) {
+            mp.x = x;
+            mp.input = MatmulInput::kRmsNorm;
+            mp.norm_weight = norm_w;
+            mp.norm_eps = eps;
+            return mp;
+        }
+        TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, norm_w, xn, eps}));
+        mp.x = xn;
+        return mp;
+    };
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerViews& lw = model.layer(l);
         KvLayer& kv = cache.layer(l);
         // Attention block.
-        TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.attn_norm.view(), xn, eps}));
         TensorView q_heads, k3, v3;  // [n_head, n, hd], [n, n_head_kv, hd] x 2
         if (fused && lw.w_qkv.data != nullptr) {
             const TensorView qkv = rows_of(st.qkv, 1);  // [1, q_dim + 2 kv_dim]
-            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_qkv, lw.b_qkv.view(), qkv, act, {}}));
+            TCA_ASSIGN_OR_RETURN(const MatmulParams mp, normed(lw.attn_norm.view(), MatmulParams{{}, lw.w_qkv, lw.b_qkv.view(), qkv, act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, mp));
             const TensorView qk3 = token_heads(qkv, 0, c.n_head + c.n_head_kv, hd);
             TCA_RETURN_IF_ERROR(ops::rope(device, RopeParams{qk3, pos_v, model.inv_freq().view(), c.rope_style}));
             q_heads = head_tokens(qkv, 0, c.n_head, hd);
             k3 = token_heads(qkv, qd, c.n_head_kv, hd);
             v3 = token_heads(qkv, qd + kvd, c.n_head_kv, hd);
         } else {
+            TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.attn_norm.view(), xn, eps}));
             TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wq, lw.bq, rows_of(st.q, n), act, {}}));
             TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wk, lw.bk, rows_of(st.k, n), act, {}}));
             TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.wv, lw.bv, rows_of(st.v, n), act, {}}));
@@ -461,28 +485,38 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
         if (observer && *observer) TCA_RETURN_IF_ERROR((*observer)(l, q_heads, kv, pos0, att_heads));
         // Output projection and residual: added by the matmul (x updated in place), or after
         // the all-reduce of the ranks' partial sums under tensor parallelism.
-        TCA_RETURN_IF_ERROR(project_add(rows_of(st.att, n), lw.wo));
+        TCA_RETURN_IF_ERROR(project_add(MatmulParams{rows_of(st.att, n), lw.wo}));
         // MLP block.
-        TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.ffn_norm.view(), xn, eps}));
-        TensorView gate = rows_of(st.gate, n);
         if (fused && lw.w_gate_up.data != nullptr) {
             const TensorView gu = rows_of(st.gate_up, 1);  // [1, 2 n_ff]
-            TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate_up, TensorView{}, gu, act, {}}));
-            gate = slice(gu, 1, 0, c.n_ff);
-            TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, slice(gu, 1, c.n_ff, c.n_ff), gate}));
+            TCA_ASSIGN_OR_RETURN(const MatmulParams mp, normed(lw.ffn_norm.view(), MatmulParams{{}, lw.w_gate_up, TensorView{}, gu, act, {}}));
+            TCA_RETURN_IF_ERROR(ops::matmul(device, mp));
+            MatmulParams down{slice(gu, 1, 0, c.n_ff), lw.w_down};  // down(swiglu(gate, up))
+            down.input = MatmulInput::kSwiglu;
+            down.up = slice(gu, 1, c.n_ff, c.n_ff);
+            TCA_RETURN_IF_ERROR(project_add(down));
         } else {
-            const TensorView up = rows_of(st.up, n);
+            TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x, lw.ffn_norm.view(), xn, eps}));
+            const TensorView gate = rows_of(st.gate, n), up = rows_of(st.up, n);
             TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_gate, TensorView{}, gate, act, {}}));
             TCA_RETURN_IF_ERROR(ops::matmul(device, MatmulParams{xn, lw.w_up, TensorView{}, up, act, {}}));
             TCA_RETURN_IF_ERROR(ops::swiglu(device, SwigluParams{gate, up, gate}));
+            TCA_RETURN_IF_ERROR(project_add(MatmulParams{gate, lw.w_down}));
         }
-        TCA_RETURN_IF_ERROR(project_add(gate, lw.w_down));
     }
     // Final norm and logits (every row, or only the last token's).
     const int64_t first = st.all_logits ? 0 : n - 1, rows = n - first;
     const TensorView x_out = slice(x, 0, first, rows), xn_out = slice(xn, 0, first, rows);
-    TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x_out, model.output_norm().view(), xn_out, eps}));
-    return ops::matmul(device, MatmulParams{xn_out, model.output(), TensorView{}, rows_of(st.logits, rows), act, {}});
+    MatmulParams out{x_out, model.output(), TensorView{}, rows_of(st.logits, rows), act, {}};
+    if (fused) {
+        out.input = MatmulInput::kRmsNorm;
+        out.norm_weight = model.output_norm().view();
+        out.norm_eps = eps;
+    } else {
+        TCA_RETURN_IF_ERROR(ops::rms_norm(device, RmsNormParams{x_out, model.output_norm().view(), xn_out, eps}));
+        out.x = xn_out;
+    }
+    return ops::matmul(device, out);
 }
 
 }  // namespace tca

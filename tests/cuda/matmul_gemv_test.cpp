@@ -1,6 +1,6 @@
-// The CUDA matmul's GEMV kernel (backend/cuda/matmul.cu, the decode shape: one row of x, 16-bit
-// weights, activations in the weight's type) against float64 and against the cuBLAS path on the
-// same inputs (a case of 3 rows checks that the dispatch leaves them to cuBLAS), at the row lengths of real models (4096 + a tail of 8, and LLaMA-8B's 14336)
+// The CUDA matmul's GEMV kernels (backend/cuda/matmul.cu, the decode shape: one row of x, 16-bit
+// weights, activations in the weight's type; the staged kernel, bitwise equal to the register
+// kernel) against float64 and against the cuBLAS path on the same inputs (a case of 3 rows checks that the dispatch leaves them to cuBLAS), at the row lengths of real models (4096 + a tail of 8, and LLaMA-8B's 14336)
 // that the parity suite's small shapes do not reach: x aligned and unaligned (scalar loads),
 // with and without bias. Both paths sum the same exact products of rounded values in f32, so
 // each must be within the f32 summation bound n_in * 2^-24 * sum |w x| of the float64 sum.
@@ -37,7 +37,7 @@ float round_to(GgmlType t, float v) {
 
 // Runs matmul through the GEMV kernel (gemv true) or cuBLAS on device copies of the inputs.
 std::vector<float> run_matmul(const GemvCase& c, const std::vector<uint16_t>& w, const std::vector<float>& x,
-                              const std::vector<float>& bias, bool gemv) {
+                              const std::vector<float>& bias, cuda::GemvKernel gemv) {
     const int64_t x_ld = c.n_in + c.x_pad;
     auto dw = cuda::DeviceBuffer::allocate(w.size() * 2);
     auto dx = cuda::DeviceBuffer::allocate(x.size() * 4);
@@ -57,7 +57,7 @@ std::vector<float> run_matmul(const GemvCase& c, const std::vector<uint16_t>& w,
     p.act = MatmulActivations::kWeightDotType;
     cuda::set_matmul_gemv(gemv);
     const Status s = ops::matmul(Device::kCuda, p);
-    cuda::set_matmul_gemv(true);
+    cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
     EXPECT_TRUE(s.ok()) << s.to_string();
     EXPECT_TRUE(cuda::synchronize().ok());
     std::vector<float> y(static_cast<size_t>(c.n_tokens * c.n_out));
@@ -83,8 +83,11 @@ TEST_P(MatmulGemv, MatchesFloat64AndCublas) {
     for (float& v : x) v = static_cast<float>(rng.normal());
     std::vector<float> bias(static_cast<size_t>(c.n_out));
     for (float& v : bias) v = static_cast<float>(rng.normal());
-    const std::vector<float> got = run_matmul(c, w, x, bias, true);
-    const std::vector<float> blas = run_matmul(c, w, x, bias, false);
+    const std::vector<float> got = run_matmul(c, w, x, bias, cuda::GemvKernel::kStaged);
+    const std::vector<float> regs = run_matmul(c, w, x, bias, cuda::GemvKernel::kRegisters);
+    const std::vector<float> blas = run_matmul(c, w, x, bias, cuda::GemvKernel::kOff);
+    // The two GEMV kernels sum the same products in the same order per lane: bitwise equal.
+    EXPECT_EQ(0, std::memcmp(got.data(), regs.data(), got.size() * sizeof(float)));
     const int64_t shift = c.x_pad > 0 ? 1 : 0;
     int64_t bad = 0;
     for (int64_t t = 0; t < c.n_tokens; ++t) {

@@ -7,6 +7,8 @@
 // also include the suite's edge lengths (b = 16, w = 64: 15, 16, 17, 55, 63, 64, 80, 1000).
 // matmul with a residual (MatmulParams::residual): in place and into another buffer, with and
 // without bias, also bitwise against matmul followed by add on the backend under test.
+// matmul of rms_norm(x) or swiglu(x, up) (MatmulParams::input): against float64 and bitwise
+// against the op followed by matmul.
 // In tca_cuda_tests the matmul and embed cases of quantized weight types check that the CUDA
 // backend answers "unsupported" and are skipped (it takes F32/F16/BF16 weights only).
 #include <gtest/gtest.h>
@@ -400,6 +402,153 @@ TEST_P(MatmulResidualParity, BitwiseMatmulThenAdd) {
 
 INSTANTIATE_TEST_SUITE_P(Model, MatmulResidualParity, ::testing::ValuesIn(residual_cases()),
                          [](const ::testing::TestParamInfo<ResidualCase>& i) { return i.param.name(); });
+
+// ---- matmul of rms_norm(x) or swiglu(x, up) (MatmulParams::input) --------------------------
+// The input op computed inside the matmul (the decode step's folded RMSNorm and SwiGLU):
+// against float64 (the op, then the matmul of its f32 result), and bitwise against the op
+// followed by matmul on the backend under test. x and up are the two halves of one
+// [n_tokens, 2 n_in] row, as the engine's gate/up output. On CUDA one token in the weight's dot
+// type with F16/BF16 weights is the staged GEMV kernel (n_in 4104 and the 8B down projection's
+// 14336 included), more tokens or f32 activations materialize the input for cuBLAS.
+
+struct InputCase {
+    GgmlType type = GgmlType::kF32;
+    MatmulInput input = MatmulInput::kRmsNorm;
+    int64_t n_tokens = 1, n_in = 64, n_out = 5;
+    bool bias = false;
+    bool residual = false;  // in place
+    MatmulActivations act = MatmulActivations::kF32;
+    uint64_t seed = 1;
+    std::string name() const {
+        std::ostringstream os;
+        os << matmul_input_name(input) << "_" << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in
+           << "_out" << n_out << (bias ? "_bias" : "") << (residual ? "_residual" : "")
+           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
+        return os.str();
+    }
+};
+std::ostream& operator<<(std::ostream& os, const InputCase& c) { return os << c.name(); }
+
+std::vector<InputCase> input_cases() {
+    std::vector<InputCase> cases;
+    uint64_t seed = 8101;
+    for (MatmulInput in : {MatmulInput::kRmsNorm, MatmulInput::kSwiglu}) {
+        for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0}) {
+            for (const MatmulActivations act : {MatmulActivations::kF32, MatmulActivations::kWeightDotType}) {
+                for (int64_t n_tokens : {1, 3}) {
+                    InputCase c;
+                    c.input = in;
+                    c.type = t;
+                    c.n_tokens = n_tokens;
+                    c.n_in = 64;
+                    c.n_out = n_tokens == 1 ? 172 : 37;
+                    c.bias = n_tokens == 3;
+                    c.residual = n_tokens == 1;
+                    c.act = act;
+                    c.seed = seed++;
+                    cases.push_back(c);
+                }
+            }
+        }
+        for (GgmlType t : {GgmlType::kF16, GgmlType::kBF16}) {  // the GEMV kernel's real row lengths
+            for (int64_t n_in : {4104, 14336}) {
+                InputCase c;
+                c.input = in;
+                c.type = t;
+                c.n_in = n_in;
+                c.n_out = 19;
+                c.bias = n_in == 4104;
+                c.residual = true;
+                c.act = MatmulActivations::kWeightDotType;
+                c.seed = seed++;
+                cases.push_back(c);
+            }
+        }
+    }
+    for (const InputCase& c : cases) register_case(CaseRecord{"matmul", c.name(), c.n_tokens, kB, kW});
+    return cases;
+}
+
+struct InputInputs {
+    Buf xu, norm_w, bias, res;
+    std::vector<uint8_t> w;
+    explicit InputInputs(const InputCase& c) {
+        Rng rng(c.seed);
+        xu = Buf(DType::kF32, {c.n_tokens, 2 * c.n_in});
+        fill_normal(xu, rng, 2.0);
+        w = random_weights(c.type, c.n_out, c.n_in, rng);
+        norm_w = Buf(DType::kF32, {c.n_in});
+        fill_normal(norm_w, rng, 0.5, 1.0);
+        bias = Buf(DType::kF32, {c.n_out});
+        fill_normal(bias, rng);
+        res = Buf(DType::kF32, {c.n_tokens, c.n_out});
+        fill_normal(res, rng, 4.0);
+    }
+    // The folded matmul into y (in place over a copy of the residual when the case has one).
+    MatmulParams params(const InputCase& c, Buf& y) const {
+        MatmulParams p;
+        p.x = slice(xu.view(), 1, 0, c.n_in);
+        p.w = MatrixView{w.data(), c.type, c.n_out, c.n_in};
+        if (c.bias) p.bias = bias.view();
+        p.y = y.view();
+        p.act = c.act;
+        if (c.residual) {
+            for (int64_t i = 0; i < res.numel(); ++i) y.set(i, res.get(i));
+            p.residual = p.y;
+        }
+        p.input = c.input;
+        if (c.input == MatmulInput::kRmsNorm) {
+            p.norm_weight = norm_w.view();
+            p.norm_eps = 1e-5f;
+        } else {
+            p.up = slice(xu.view(), 1, c.n_in, c.n_in);
+        }
+        return p;
+    }
+};
+
+class MatmulInputParity : public ::testing::TestWithParam<InputCase> {};
+
+TEST_P(MatmulInputParity, MatchesFloat64) {
+    const InputCase& c = GetParam();
+    const InputInputs in(c);
+    Out3 out(DType::kF32, {c.n_tokens, c.n_out});
+    for (Backend b : parity_backends()) {
+        const Status st = run_model(b, in.params(c, out.of(b)));
+        TCA_SKIP_UNSUPPORTED_WEIGHTS(b, st, c.type);
+        ASSERT_TRUE(st.ok()) << backend_name(b) << ": " << st.to_string();
+    }
+    check_fa3(std::string("matmul.y(") + matmul_input_name(c.input) + ") " + ggml_type_name(c.type), out);
+}
+
+// The folded input is what the op stores: bitwise the op into a buffer, then matmul of it.
+TEST_P(MatmulInputParity, BitwiseOpThenMatmul) {
+    const InputCase& c = GetParam();
+    const InputInputs in(c);
+    Buf fused(DType::kF32, {c.n_tokens, c.n_out}), split(DType::kF32, {c.n_tokens, c.n_out});
+    fused.fill_poison();
+    split.fill_poison();
+    const Status st = run_model(kUnderTest, in.params(c, fused));
+    TCA_SKIP_UNSUPPORTED_WEIGHTS(kUnderTest, st, c.type);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    MatmulParams p = in.params(c, split);
+    Buf op_out(DType::kF32, {c.n_tokens, c.n_in});
+    if (c.input == MatmulInput::kRmsNorm) {
+        ASSERT_TRUE(run_model(kUnderTest, RmsNormParams{p.x, p.norm_weight, op_out.view(), p.norm_eps}).ok());
+    } else {
+        ASSERT_TRUE(run_model(kUnderTest, SwigluParams{p.x, p.up, op_out.view()}).ok());
+    }
+    p.x = op_out.view();
+    p.input = MatmulInput::kX;
+    p.norm_weight = TensorView{};
+    p.up = TensorView{};
+    ASSERT_TRUE(run_model(kUnderTest, p).ok());
+    EXPECT_TRUE(all_equal(fused, split, std::string("matmul(") + matmul_input_name(c.input) + ") vs op, matmul"));
+    EXPECT_TRUE(fused.canaries_intact("fused"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Model, MatmulInputParity, ::testing::ValuesIn(input_cases()),
+                         [](const ::testing::TestParamInfo<InputCase>& i) { return i.param.name(); });
 
 // ---- rms_norm, swiglu, add --------------------------------------------------------------------
 

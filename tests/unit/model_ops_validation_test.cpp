@@ -101,6 +101,49 @@ TEST(ModelOpsValidation, MatmulResidual) {
     EXPECT_TRUE(validate(p).ok());
 }
 
+// MatmulParams::input: rms_norm needs its weight [n_in] and a finite eps >= 0, swiglu its up
+// [n_tokens, n_in] apart from y; neither view may be set for another input.
+TEST(ModelOpsValidation, MatmulInput) {
+    MatmulFixture f;
+    std::vector<float> g(256), up(3 * 256);
+    MatmulParams p = f.p();
+    p.input = MatmulInput::kRmsNorm;
+    p.norm_weight = make_view(g.data(), DType::kF32, {256});
+    EXPECT_TRUE(validate(p).ok());
+    p.norm_weight = make_view(g.data(), DType::kF32, {128});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: tensor norm_weight: expected [256], got [128]"));
+    p.norm_weight = TensorView{};
+    EXPECT_TRUE(fails_with(validate(p), "norm_weight"));
+    p.norm_weight = make_view(g.data(), DType::kF32, {256});
+    p.norm_eps = -1.0f;
+    EXPECT_TRUE(fails_with(validate(p), "matmul: norm_eps must be finite and >= 0, got -1"));
+    p.norm_eps = std::nanf("");
+    EXPECT_TRUE(fails_with(validate(p), "matmul: norm_eps must be finite and >= 0, got nan"));
+    p = f.p();
+    p.input = MatmulInput::kSwiglu;
+    p.up = make_view(up.data(), DType::kF32, {3, 256});
+    EXPECT_TRUE(validate(p).ok());
+    p.up = make_view(up.data(), DType::kF32, {2, 256});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: tensor up: expected [3, 256], got [2, 256]"));
+    f.y.resize(3 * 256);  // y and up in one buffer
+    p = f.p();
+    p.input = MatmulInput::kSwiglu;
+    p.up = make_view(f.y.data(), DType::kF32, {3, 256});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: y must not overlap up"));
+    p = f.p();
+    p.up = make_view(up.data(), DType::kF32, {3, 256});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: up is set but input is x (swiglu uses it)"));
+    p = f.p();
+    p.input = MatmulInput::kSwiglu;
+    p.up = make_view(up.data(), DType::kF32, {3, 256});
+    p.norm_weight = make_view(g.data(), DType::kF32, {256});
+    EXPECT_TRUE(fails_with(validate(p), "matmul: norm_weight is set but input is swiglu (rms_norm uses it)"));
+    p = f.p();
+    p.input = static_cast<MatmulInput>(7);
+    EXPECT_TRUE(fails_with(validate(p), "matmul: unknown input 7"));
+    EXPECT_STREQ(matmul_input_name(MatmulInput::kRmsNorm), "rms_norm");
+}
+
 TEST(ModelOpsValidation, EmbedIdsAgainstVocab) {
     std::vector<uint8_t> table(512 * 64 * 2);
     std::vector<int32_t> ids = {1, 600, 3};

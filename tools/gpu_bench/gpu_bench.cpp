@@ -603,8 +603,9 @@ Status bench_decode(const Options& o, int64_t L, size_t l2_bytes, Recorder& rec)
 }
 
 // ---- Decode-shaped matmuls: the 8B layer's projections and the output layer with n_tokens
-// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the dispatch (the GEMV
-// kernel for one row) and through pack_rows + cuBLAS (cuda::set_matmul_gemv) in the same run. Weight copies are
+// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the dispatch (the staged
+// GEMV kernel for one row), session 8's register GEMV and pack_rows + cuBLAS
+// (cuda::set_matmul_gemv) in the same run. Weight copies are
 // rotated so the bytes read per call exceed 3x L2 (each weight read from memory, as in a decode
 // step); each timed region is `inner` calls back to back, divided, so launch gaps count as
 // they do in a decode step.
@@ -628,23 +629,30 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
         return MatmulParams{x.view, MatrixView{ws[s].buf.get(), GgmlType::kBF16, n_out, n_in}, TensorView{},
                             y.view, MatmulActivations::kWeightDotType, TensorView{}};
     };
-    // The two paths' outputs agree (same math, another summation order).
-    cuda::set_matmul_gemv(true);
-    TCA_RETURN_IF_ERROR(ops::matmul(Device::kCuda, params(0, y_gemv)));
-    cuda::set_matmul_gemv(false);
-    TCA_RETURN_IF_ERROR(ops::matmul(Device::kCuda, params(0, y_blas)));
-    TCA_RETURN_IF_ERROR(cuda::synchronize());
-    std::vector<float> a(static_cast<size_t>(n_tokens * n_out)), b(a.size());
-    TCA_RETURN_IF_ERROR(cuda::copy_to_host(a.data(), y_gemv.buf.get(), a.size() * 4));
-    TCA_RETURN_IF_ERROR(cuda::copy_to_host(b.data(), y_blas.buf.get(), b.size() * 4));
-    double diff = 0, ref = 0;
+    // The kernels' outputs agree: the two GEMV kernels bitwise, cuBLAS within summation order.
+    const auto run_once = [&](cuda::GemvKernel k, const DevTensor& y) -> Result<std::vector<float>> {
+        cuda::set_matmul_gemv(k);
+        const Status s = ops::matmul(Device::kCuda, params(0, y));
+        cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
+        TCA_RETURN_IF_ERROR(s);
+        TCA_RETURN_IF_ERROR(cuda::synchronize());
+        std::vector<float> out(static_cast<size_t>(n_tokens * n_out));
+        TCA_RETURN_IF_ERROR(cuda::copy_to_host(out.data(), y.buf.get(), out.size() * 4));
+        return out;
+    };
+    TCA_ASSIGN_OR_RETURN(const std::vector<float> a, run_once(cuda::GemvKernel::kStaged, y_gemv));
+    TCA_ASSIGN_OR_RETURN(const std::vector<float> a1, run_once(cuda::GemvKernel::kRegisters, y_gemv));
+    TCA_ASSIGN_OR_RETURN(const std::vector<float> b, run_once(cuda::GemvKernel::kOff, y_blas));
+    double diff = 0, diff_kernels = 0, ref = 0;
     for (size_t i = 0; i < a.size(); ++i) {
         diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+        diff_kernels = std::max(diff_kernels, std::fabs(static_cast<double>(a[i]) - a1[i]));
         ref = std::max(ref, std::fabs(static_cast<double>(b[i])));
     }
     constexpr int64_t inner = 20;
-    for (bool gemv : {true, false}) {
-        cuda::set_matmul_gemv(gemv);
+    for (cuda::GemvKernel k : {cuda::GemvKernel::kStaged, cuda::GemvKernel::kRegisters, cuda::GemvKernel::kOff}) {
+        const bool gemv = k != cuda::GemvKernel::kOff;
+        cuda::set_matmul_gemv(k);
         size_t next = 0;
         auto t = time_region(o, [&] {
             for (int64_t i = 0; i < inner; ++i) {
@@ -653,18 +661,21 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
             }
             return Status();
         });
-        cuda::set_matmul_gemv(true);
+        cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
         TCA_RETURN_IF_ERROR(t.status());
         Stats per = *t;
         per.median_ms /= inner, per.min_ms /= inner, per.max_ms /= inner;
-        Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, gemv ? "dispatch" : "cublas")};
+        const char* kname = k == cuda::GemvKernel::kStaged ? "dispatch" : gemv ? "registers" : "cublas";
+        Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, kname)};
         r.extra.emplace_back("n_out", static_cast<double>(n_out));
         r.extra.emplace_back("n_in", static_cast<double>(n_in));
         r.extra.emplace_back("n_tokens", static_cast<double>(n_tokens));
         r.extra.emplace_back("gemv_enabled", gemv ? 1.0 : 0.0);
+        r.extra.emplace_back("gemv_kernel", static_cast<double>(static_cast<int>(k)));
         r.extra.emplace_back("weight_bytes", w_bytes);
         r.extra.emplace_back("gbps", w_bytes / (per.median_ms * 1e-3) / 1e9);
         r.extra.emplace_back("max_abs_diff_gemv_cublas", diff);
+        r.extra.emplace_back("max_abs_diff_staged_registers", diff_kernels);
         r.extra.emplace_back("max_abs_out", ref);
         rec.add(std::move(r));
     }
@@ -728,8 +739,8 @@ int run(int argc, char** argv) {
     flags.add_bool("dense", &o.dense, "run the dense prefill rows");
     flags.add_bool("tca", &o.tca, "run the TCA prefill rows");
     flags.add_bool("decode", &o.decode, "run the decode and copy rows");
-    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the dispatch, i.e. the GEMV kernel for "
-                   "one row, and cuBLAS)");
+    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the dispatch, i.e. the staged GEMV "
+                   "kernel for one row; session 8's register GEMV; cuBLAS)");
     flags.add_int("ffn", &o.ffn, "MLP width of the matmul rows");
     flags.add_int("vocab", &o.vocab, "vocabulary of the matmul rows' output layer");
     flags.add_int_list("matmul-tokens", &o.matmul_tokens, "rows of x in the matmul rows");

@@ -32,7 +32,9 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
+#include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/weight_decode.h"
 #include "core/thread_pool.h"
 
@@ -686,6 +688,22 @@ Status matmul_native(const MatmulParams& p, GgmlType dot) {
 
 Status matmul(const MatmulParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
+    if (p.input != MatmulInput::kX) {
+        // The input op with its own kernel into a buffer, then the matmul of it: bitwise the two
+        // ops in sequence (the fold saves launches on a GPU, nothing here).
+        thread_local std::vector<float> in;
+        in.resize(static_cast<size_t>(p.x.shape[0] * p.w.n_cols));
+        const TensorView iv = make_view(in.data(), DType::kF32, {p.x.shape[0], p.w.n_cols});
+        TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm
+                                ? rms_norm(RmsNormParams{p.x, p.norm_weight, iv, p.norm_eps})
+                                : swiglu(SwigluParams{p.x, p.up, iv}));
+        MatmulParams q = p;
+        q.x = iv;
+        q.input = MatmulInput::kX;
+        q.norm_weight = TensorView{};
+        q.up = TensorView{};
+        return matmul(q);
+    }
     const GgmlType dot = matmul_dot_type(p.w.type);
     if (p.act == MatmulActivations::kWeightDotType && dot != GgmlType::kF32 && p.x.shape[0] > 0) {
         return matmul_native(p, dot);

@@ -15,9 +15,16 @@
 //    on every call: exact but slow (n_out * n_in * 4 bytes written and read again); the engine
 //    uses it only for accuracy studies.
 //  - the decode shape (kWeightDotType, 16-bit weights, one token, n_in a multiple of 8,
-//    16-byte aligned weights): gemv_kernel, one warp per output row, with the same
+//    16-byte aligned weights): a GEMV kernel, one warp per output row, with the same
 //    math (x rounded to the weight's type, exact products, f32 sums in another order) in one
 //    launch: no packed copy of x, no cuBLAS call, bias and residual added in the kernel.
+//    gemv_staged_kernel (default): each CTA of 8 rows first writes its input row, rounded to
+//    the weight type, to shared memory, computing a MatmulInput op there (rms_norm, swiglu:
+//    backend/cuda/row_ops.cuh, the same code as those ops' kernels), with its first weight
+//    loads already in flight; gemv_kernel (session 8, TCA_CUDA_GEMV=1): every warp rounds x
+//    in registers. Both sum each lane's products in the same order: bitwise equal results.
+//  - another MatmulInput elsewhere: the op's own kernel writes the input to scratch slot 3,
+//    then the paths above.
 // Row-major to cuBLAS column-major: y^T (n_out x n_tokens, ld = y's row stride) =
 // op(W) x^T with W seen as the column-major n_in x n_out matrix (lda = n_in) and op = T, and
 // x^T the column-major n_in x n_tokens matrix with ldb = x's row stride. The bias and the
@@ -43,6 +50,7 @@
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
 #include "backend/cuda/dynamic_library.h"
+#include "backend/cuda/row_ops.cuh"
 
 namespace tca::cuda {
 namespace {
@@ -282,6 +290,125 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     }
 }
 
+// ---- the staged GEMV: the input row in shared memory, rounded to T once per CTA.
+constexpr int kStagedRows = rowops::kThreads / 32;  // one warp per row; rms_norm's CTA size
+constexpr size_t kStagedMaxBytes = 200 * 1024;      // the input row in shared memory, at most
+
+// acc += the 8 weights of wv times the 8 staged inputs xv (both T): the same fmaf sequence as
+// gemv_accumulate.
+template <class T>
+__device__ inline void gemv_dot8(const uint4& wv, const uint4& xv, float& acc) {
+    const uint32_t wbits[4] = {wv.x, wv.y, wv.z, wv.w};
+    const uint32_t xbits[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const float2 w2 = widen2(wbits[j], T{});
+        const float2 x2 = widen2(xbits[j], T{});
+        acc = fmaf(w2.x, x2.x, acc);
+        acc = fmaf(w2.y, x2.y, acc);
+    }
+}
+
+// y[row] = dot(w[row], in) (+ bias) (+ residual) for kStagedRows rows per CTA, in = x or its
+// MatmulInput op (aux: the norm weight with stride aux_stride, or swiglu's up row), rounded to
+// T in shared memory (n_in * sizeof(T) bytes of dynamic shared memory). Each lane walks its
+// 16-byte weight vectors lane, lane + 32, ... in ascending order, as gemv_kernel does, so the
+// sums are bitwise gemv_kernel's. y and residual may be the same array (lane 0 reads
+// residual[row] before it writes y[row]); every CTA reads all of x (and aux), which y never
+// overlaps (validate).
+template <class T, MatmulInput kIn>
+__global__ void __launch_bounds__(rowops::kThreads)
+    gemv_staged_kernel(const T* __restrict__ w, int64_t n_in, int64_t n_out, const float* __restrict__ x,
+                       const float* __restrict__ aux, int64_t aux_stride, float eps, float* y,
+                       const float* __restrict__ bias, int64_t bias_stride, const float* residual) {
+    extern __shared__ uint4 gemv_stage[];
+    __shared__ float red[rowops::kThreads / 32 + 1];
+    T* xs = reinterpret_cast<T*>(gemv_stage);
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int64_t row = static_cast<int64_t>(blockIdx.x) * kStagedRows + (threadIdx.x >> 5);
+    const bool active = row < n_out;
+    const uint4* wr = reinterpret_cast<const uint4*>(w + (active ? row : 0) * n_in);
+    const int64_t n_vec = n_in / 8;
+    // The first weights in flight while the input is staged.
+    uint4 next[kGemvUnroll];
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+        const int64_t v = lane + 32 * u;
+        next[u] = active && v < n_vec ? __ldcs(wr + v) : make_uint4(0, 0, 0, 0);
+    }
+    float scale = 1.0f;
+    if constexpr (kIn == MatmulInput::kRmsNorm) scale = rowops::rms_scale(x, n_in, eps, red);
+    for (int64_t i = threadIdx.x; i < n_in; i += rowops::kThreads) {
+        float v;
+        if constexpr (kIn == MatmulInput::kRmsNorm) {
+            v = rowops::rms_apply(x[i], scale, aux[i * aux_stride]);
+        } else if constexpr (kIn == MatmulInput::kSwiglu) {
+            v = rowops::swiglu_value(x[i], aux[i]);
+        } else {
+            v = x[i];
+        }
+        store_as(xs + i, v);
+    }
+    __syncthreads();
+    if (!active) return;  // after the barrier: every thread staged its part
+    const uint4* xv = reinterpret_cast<const uint4*>(xs);
+    float acc = 0.0f;
+    for (int64_t v0 = lane; v0 < n_vec; v0 += 32 * kGemvUnroll) {
+        uint4 cur[kGemvUnroll];
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) cur[u] = next[u];
+        const int64_t v1 = v0 + 32 * kGemvUnroll;
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+            if (v1 + 32 * u < n_vec) next[u] = __ldcs(wr + v1 + 32 * u);  // read once: streaming
+        }
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+            if (v0 + 32 * u < n_vec) gemv_dot8<T>(cur[u], xv[v0 + 32 * u], acc);
+        }
+    }
+    acc = rowops::warp_sum(acc);
+    if (lane == 0) {
+        float out = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
+        if (residual) out += residual[row];
+        y[row] = out;
+    }
+}
+
+template <class T, MatmulInput kIn>
+Status gemv_staged_launch(const MatmulParams& p, const float* aux, int64_t aux_stride) {
+    const int64_t n_in = p.w.n_cols, n_out = p.w.n_rows;
+    const size_t smem = static_cast<size_t>(n_in) * sizeof(T);
+    auto* kernel = gemv_staged_kernel<T, kIn>;
+    if (smem > 48 * 1024) {
+        // Above the default limit the kernel must opt in (once per size it grows to).
+        static std::atomic<size_t> allowed{48 * 1024};
+        if (smem > allowed.load()) {
+            TCA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                          static_cast<int>(smem)));
+            allowed.store(smem);
+        }
+    }
+    const auto blocks = static_cast<unsigned>((n_out + kStagedRows - 1) / kStagedRows);
+    kernel<<<blocks, rowops::kThreads, smem, cu_stream()>>>(
+        static_cast<const T*>(p.w.data), n_in, n_out, p.x.ptr<const float>(), aux, aux_stride, p.norm_eps,
+        p.y.ptr<float>(), p.bias.empty() ? nullptr : p.bias.ptr<const float>(),
+        p.bias.empty() ? 0 : p.bias.stride[0], p.residual.empty() ? nullptr : p.residual.ptr<const float>());
+    return launch_status("matmul: gemv_staged_kernel");
+}
+
+template <class T>
+Status gemv_staged(const MatmulParams& p) {
+    switch (p.input) {
+        case MatmulInput::kRmsNorm:
+            return gemv_staged_launch<T, MatmulInput::kRmsNorm>(p, p.norm_weight.ptr<const float>(),
+                                                                p.norm_weight.stride[0]);
+        case MatmulInput::kSwiglu:
+            return gemv_staged_launch<T, MatmulInput::kSwiglu>(p, p.up.ptr<const float>(), 1);
+        default: return gemv_staged_launch<T, MatmulInput::kX>(p, nullptr, 0);
+    }
+}
+
 template <class T>
 Status gemv(const MatmulParams& p) {
     const int64_t n_in = p.w.n_cols, n_out = p.w.n_rows;
@@ -301,19 +428,36 @@ Status gemv(const MatmulParams& p) {
     return launch_status("matmul: gemv_kernel");
 }
 
-// TCA_CUDA_GEMV=0 in the environment starts with the kernel off (A/B runs of the engine).
-std::atomic<bool> g_gemv{[] {
+// TCA_CUDA_GEMV=0|1|2 in the environment starts with cuBLAS, gemv_kernel or the staged kernel
+// (the default) for the decode shape (A/B runs of the engine).
+std::atomic<GemvKernel> g_gemv{[] {
     const char* e = std::getenv("TCA_CUDA_GEMV");
-    return !(e && std::string(e) == "0");
+    const std::string v = e ? e : "";
+    return v == "0" ? GemvKernel::kOff : v == "1" ? GemvKernel::kRegisters : GemvKernel::kStaged;
 }()};
+
+// The MatmulInput op of p.x into scratch slot 3, by the op's own kernel; p then multiplies it.
+Status materialize_input(MatmulParams& p) {
+    const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols;
+    TCA_ASSIGN_OR_RETURN(void* buf, scratch(static_cast<size_t>(n_tokens * n_in) * 4, 3));
+    const TensorView in = make_view(buf, DType::kF32, {n_tokens, n_in});
+    TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm ? rms_norm(RmsNormParams{p.x, p.norm_weight, in, p.norm_eps})
+                                                         : swiglu(SwigluParams{p.x, p.up, in}));
+    p.x = in;
+    p.input = MatmulInput::kX;
+    p.norm_weight = TensorView{};
+    p.up = TensorView{};
+    return Status();
+}
 
 }  // namespace
 
-void set_matmul_gemv(bool on) { g_gemv.store(on); }
-bool matmul_gemv() { return g_gemv.load(); }
+void set_matmul_gemv(GemvKernel k) { g_gemv.store(k); }
+GemvKernel matmul_gemv() { return g_gemv.load(); }
 
-Status matmul(const MatmulParams& p) {
-    TCA_RETURN_IF_ERROR(validate(p));
+Status matmul(const MatmulParams& params) {
+    TCA_RETURN_IF_ERROR(validate(params));
+    MatmulParams p = params;
     const GgmlType wt = p.w.type;
     if (wt != GgmlType::kF32 && wt != GgmlType::kF16 && wt != GgmlType::kBF16) {
         return unsupported("matmul: weight type %s is not supported on the cuda device (F32, F16 "
@@ -337,8 +481,13 @@ Status matmul(const MatmulParams& p) {
 
     const bool half_w = wt != GgmlType::kF32;
     const bool native = p.act == MatmulActivations::kWeightDotType && half_w;
-    if (native && n_tokens == 1 && n_in % 8 == 0 && reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 &&
-        matmul_gemv()) {
+    const bool gemv_shape = native && n_tokens == 1 && n_in % 8 == 0 && reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0;
+    const GemvKernel kernel = matmul_gemv();
+    if (gemv_shape && kernel == GemvKernel::kStaged && static_cast<size_t>(n_in) * 2 <= kStagedMaxBytes) {
+        return wt == GgmlType::kF16 ? gemv_staged<__half>(p) : gemv_staged<__nv_bfloat16>(p);
+    }
+    if (p.input != MatmulInput::kX) TCA_RETURN_IF_ERROR(materialize_input(p));
+    if (gemv_shape && kernel != GemvKernel::kOff) {
         return wt == GgmlType::kF16 ? gemv<__half>(p) : gemv<__nv_bfloat16>(p);
     }
     const void* a = p.w.data;

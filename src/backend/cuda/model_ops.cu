@@ -25,6 +25,7 @@
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
+#include "backend/cuda/row_ops.cuh"
 
 namespace tca::cuda {
 namespace {
@@ -114,38 +115,18 @@ HostI32Upload& ids_upload() {
 
 // ---- kernels ----------------------------------------------------------------------------------
 
-__device__ inline float warp_sum(float v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
-
 // out[r, i] = x[r, i] * (1 / sqrt(mean(x[r, :]^2) + eps)) * w[i]; one CTA per row.
 __global__ void __launch_bounds__(kThreads)
 rms_norm_kernel(const float* x, int64_t x_ld, const float* __restrict__ w, int64_t w_stride,
                 float* out, int64_t out_ld, int64_t n_rows, int64_t dim, float eps) {
-    __shared__ float warp_sums[kThreads / 32];
-    __shared__ float row_scale;
+    static_assert(kThreads == rowops::kThreads, "rms_norm's sum order is rowops::rms_scale's");
+    __shared__ float sm[kThreads / 32 + 1];
     for (int64_t r = blockIdx.x; r < n_rows; r += gridDim.x) {
         const float* xr = x + r * x_ld;
-        float ss = 0.0f;
-        for (int64_t i = threadIdx.x; i < dim; i += kThreads) ss = fmaf(xr[i], xr[i], ss);
-        ss = warp_sum(ss);
-        if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = ss;
-        __syncthreads();
-        if (threadIdx.x < 32) {
-            float v = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : 0.0f;
-            v = warp_sum(v);
-            if (threadIdx.x == 0) {
-                row_scale = static_cast<float>(
-                    1.0 / sqrt(static_cast<double>(v) / static_cast<double>(dim) +
-                               static_cast<double>(eps)));
-            }
-        }
-        __syncthreads();
-        const float scale = row_scale;
+        const float scale = rowops::rms_scale(xr, dim, eps, sm);
         float* outr = out + r * out_ld;
-        for (int64_t i = threadIdx.x; i < dim; i += kThreads) outr[i] = xr[i] * scale * w[i * w_stride];
-        __syncthreads();  // warp_sums and row_scale are reused by the next row
+        for (int64_t i = threadIdx.x; i < dim; i += kThreads) outr[i] = rowops::rms_apply(xr[i], scale, w[i * w_stride]);
+        __syncthreads();  // sm is reused by the next row
     }
 }
 
@@ -184,7 +165,7 @@ __global__ void swiglu_kernel(const float* gate, int64_t g_ld, const float* up, 
              c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
             const float g = gate[r * g_ld + c];
             const float u = up[r * u_ld + c];
-            out[r * o_ld + c] = g / (1.0f + expf(-g)) * u;
+            out[r * o_ld + c] = rowops::swiglu_value(g, u);
         }
     }
 }
