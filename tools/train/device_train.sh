@@ -17,7 +17,9 @@
 # the run's own last checkpoint instead (the warm machine's tools/train/runs/main/portable,
 # converted to q8_0 as shipped: $OUT/model.sha256 records the GGUF's hash).
 # Carry: tools/train/data, .device (scripts/device.sh pack tca), and tools/train/runs/portable
-# when resuming on a cold machine. $OUT gets at most 8 files: train.log, portable.tar.NN,
+# when resuming on a cold machine; or, with neither, RESTORE_STAGE=N in the environment
+# rebuilds the portable checkpoint from the shipped GGUF (gguf_to_portable.py) and trains from
+# recipe stage N. $OUT gets at most 8 files: train.log, portable.tar.NN,
 # loss.csv (and eval_summary.{json,md}, eval_files.tar.gz; eval.log, cuda_tests.log).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,6 +75,13 @@ if [ -f "$RUN/ckpt/train_state.json" ]; then
 elif [ -f tools/train/runs/portable/train_state.json ]; then
     resume=(--resume-from tools/train/runs/portable)
     echo "resuming from the carried portable checkpoint" | tee -a "$LOG"
+elif [ -n "${RESTORE_STAGE:-}" ]; then
+    # No checkpoint at all (the last one was lost): rebuild a portable one from the shipped GGUF
+    # (its tensors and tokenizer exactly) and train from recipe stage RESTORE_STAGE on.
+    python3 tools/train/gguf_to_portable.py models/tca-long-14m.q8_0.gguf tools/train/runs/portable \
+        --stage "$RESTORE_STAGE" --loss-csv docs/perf/train-loss.csv 2>&1 | tee -a "$LOG"
+    [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+    resume=(--resume-from tools/train/runs/portable)
 fi
 # The model/transformers agreement check runs beside the training on the first call (CPU only).
 check_pid=""

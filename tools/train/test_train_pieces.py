@@ -7,6 +7,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
+import gguf_to_portable  # noqa: E402
 import shards  # noqa: E402
 
 
@@ -274,6 +275,61 @@ class ShardTest(unittest.TestCase):
         md = eval_model.markdown(rows, avg, {"model": "m", "haystack": "h", "seed": 0, "block_size": 64,
                                              "local_window": 1024})
         self.assertIn("| 8192 | tca:stats (kv 100) | 0.7000 | 0.1500 | 0.1500 | 0.800 0.600 | 0.050 0.250 |", md)
+
+
+class GgufToPortableTest(unittest.TestCase):
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def test_unpermute_inverts_the_converters_rope_permutation(self):
+        from array import array
+        heads, hd, row = 2, 8, 3
+        hf = array("f", range(heads * hd * row))
+        gguf = array("f", bytes(4 * len(hf)))  # tca convert's permute_rope_rows
+        for h in range(heads):
+            for i in range(hd // 2):
+                for j in range(2):
+                    dst, src = h * hd + 2 * i + j, h * hd + j * (hd // 2) + i
+                    gguf[dst * row:(dst + 1) * row] = hf[src * row:(src + 1) * row]
+        self.assertEqual(list(gguf_to_portable.unpermute_rope_rows(gguf, heads, hd, row)), list(hf))
+
+    def test_q8_0_block_dequantizes_exactly(self):
+        import struct
+        block = struct.pack("<e", 0.5) + struct.pack("<32b", *range(-16, 16))
+        self.assertEqual(list(gguf_to_portable.dequantize(gguf_to_portable.Q8_0, block)),
+                         [0.5 * q for q in range(-16, 16)])
+
+    def test_shipped_model_gives_back_its_tokenizer_and_shapes(self):
+        import hashlib
+        import tempfile
+        gguf = os.path.join(self.ROOT, "models", "tca-long-14m.q8_0.gguf")
+        manifest = os.path.join(self.ROOT, "models", "tca-long-14m.manifest.json")
+        if not os.path.exists(gguf):
+            self.skipTest("no shipped model")
+        with tempfile.TemporaryDirectory() as out:
+            state = gguf_to_portable.convert(gguf, out, 7)
+            self.assertEqual(state["stage"], 7)
+            with open(os.path.join(out, "tokenizer.json"), "rb") as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+            with open(manifest) as f:
+                self.assertEqual(sha, json.load(f)["tokenizer_sha256"])
+            with open(os.path.join(out, "model.safetensors"), "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+            with open(os.path.join(out, "config.json")) as f:
+                cfg = json.load(f)
+            self.assertEqual(header["model.layers.0.self_attn.q_proj.weight"]["shape"],
+                             [cfg["num_attention_heads"] * cfg["head_dim"], cfg["hidden_size"]])
+            self.assertEqual(header["model.embed_tokens.weight"]["shape"], [cfg["vocab_size"], cfg["hidden_size"]])
+            self.assertNotIn("lm_head.weight", header)  # tied
+
+    def test_not_a_gguf_is_refused(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile(suffix=".gguf") as f:
+            f.write(b"NOPE" + bytes(20))
+            f.flush()
+            with self.assertRaisesRegex(gguf_to_portable.GgufError, "not a GGUF file"):
+                gguf_to_portable.read_gguf(f.name)
+
 
 if __name__ == "__main__":
     unittest.main()
