@@ -41,4 +41,11 @@ enum class GemvKernel { kOff = 0, kRegisters = 1, kStaged = 2 };
 void set_matmul_gemv(GemvKernel kernel);
 GemvKernel matmul_gemv();
 
+// kv_compact moves rows in parallel over (row chunk, KV head) CTAs through a scratch copy
+// (gather, scatter, counters); serial: the single-CTA-per-head in-place move instead (A/B
+// timing and its parity tests; the environment variable TCA_CUDA_KVC_SERIAL=1 starts a
+// process with it on). Both give the same bits.
+void set_kv_compact_serial(bool on);
+bool kv_compact_serial();
+
 }  // namespace tca::cuda

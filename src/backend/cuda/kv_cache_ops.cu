@@ -2,16 +2,34 @@
 // kv_compact and block_compact. Same semantics as the CPU backend (src/backend/cpu/kv_ops.cpp,
 // kv_compact.cpp, kv_append.cpp) and the reference; copies are bitwise.
 //
-// In-place moves (kv_compact, block_compact): for each head the new slot order is a list of
-// source slots src(k), k = 0..N-1, strictly ascending with src(k) >= dst(k) = n_global + k.
-// One CTA per head moves the list in chunks of C rows: every thread loads its part of the
+// In-place moves: for each head the new slot order is a list of source slots src(k),
+// k = 0..N-1, strictly ascending with src(k) >= dst(k) = n_global + k (kept rows of the region,
+// then the rows after it). Rows with src(k) == dst(k) are not copied.
+//
+// Serial move (block_compact; kv_compact under TCA_CUDA_KVC_SERIAL=1 / set_kv_compact_serial):
+// one CTA per head moves the list in chunks of C rows: every thread loads its part of the
 // chunk into registers, __syncthreads, then stores. A chunk's stores land at or below
 // dst(last) <= src(last) < every later source, and every earlier source was loaded before an
 // earlier barrier, so no load sees a store of this op and no store hits an unread row: race
-// free without a scratch copy of the cache. Counters are updated after a final barrier.
+// free without a scratch copy of the cache. Counters are updated after a final barrier. Only
+// n_kv_heads CTAs, each ~N/C chunks in series: 8 heads x ~5000 rows (8K prompt, d 128, bf16)
+// is 8 CTAs of ~80 chunks on 132 SMs.
+//
+// Parallel kv_compact (the default): three launches on a (row-chunk, head) grid, ordered by
+// the stream. (1) gather: each CTA copies its chunks of the list (K, V rows and slot_pos) to
+// scratch slot 0 at row k of its head; (2) scatter: scratch row k to slot dst(k); (3) one
+// thread per head updates n_slots and n_global. No CTA reads what another CTA of the same
+// launch writes, so any grid order is race free (even for lists that break the ascending
+// rule). N is only known on the device: scratch holds n_kv_heads x cap rows (bf16, d 128: 516
+// bytes a row, 34 MB for 8 heads x 8K slots), the grid covers min(cap / C, ~2048 / n_kv_heads)
+// chunks per head and strides over the rest; CTAs past N exit. Out of device memory for the
+// scratch, kv_compact falls back to the serial move.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/cuda_check.cuh"
 #include "backend/cuda/cuda_ops.h"
@@ -26,6 +44,9 @@ using kvc::Kv;
 
 constexpr int kMoveThreads = 256;
 constexpr int kItemsPerThread = 4;
+// Parallel kv_compact: about this many CTAs in all (per head: this / n_kv_heads), enough to
+// fill an H100 (132 SMs x 8 CTAs of 256 threads) while CTAs past a short list exit at once.
+constexpr int64_t kCompactTargetCtas = 2048;
 
 // Both caches of one head, as bytes, plus slot_pos.
 struct HeadRows {
@@ -128,25 +149,122 @@ struct CompactArgs {
     int64_t nk_s;
     const int32_t* region;
     int64_t rg_s;
+    // Parallel path only: scratch rows [n_kv_heads, cap] of K and V (row_bytes each) and
+    // slot_pos, and the rows each CTA handles per step of its stride loop.
+    char* sk;
+    char* sv;
+    int32_t* spos;
+    int rows_per_cta;
 };
 
+// The move list of head h and its length n; false when the head is untouched (region < 0) or
+// breaks the invariants (the CPU backend asserts them; here such a head is left as it is).
+__device__ __forceinline__ bool compact_list(const CompactArgs& a, int h, SrcList& src, int& n, int& ns) {
+    const int region = a.region[h * a.rg_s];
+    if (region < 0) return false;
+    const int g0 = a.c.n_global[h * a.c.ng_s];
+    ns = a.c.n_slots[h * a.c.ns_s];
+    const int nk = a.n_kept[h * a.nk_s];
+    if (g0 < 0 || ns > a.c.cap || g0 + region > ns || nk < 0 || nk > region || nk > a.kept_cap) return false;
+    src = SrcList{a.kept + h * a.kept_s0, a.kept_s1, nk, g0, g0 + region};
+    n = nk + (ns - g0 - region);
+    return true;
+}
+
+// The serial move (file comment): one CTA per head.
 template <class U>
 __global__ void __launch_bounds__(kMoveThreads) kv_compact_kernel(const CompactArgs a) {
     const int h = blockIdx.x;
-    const int region = a.region[h * a.rg_s];
-    if (region < 0) return;
-    const int g0 = a.c.n_global[h * a.c.ng_s], ns = a.c.n_slots[h * a.c.ns_s];
-    const int nk = a.n_kept[h * a.nk_s];
-    // The CPU backend asserts these; here a head that breaks them is left untouched.
-    if (g0 < 0 || ns > a.c.cap || g0 + region > ns || nk < 0 || nk > region || nk > a.kept_cap) return;
-    const SrcList src{a.kept + h * a.kept_s0, a.kept_s1, nk, g0, g0 + region};
-    const int n = nk + (ns - g0 - region);
+    SrcList src;
+    int n = 0, ns = 0;
+    if (!compact_list(a, h, src, n, ns)) return;
     move_rows<U>(head_rows(a.c, h), src, n);
     __syncthreads();
     if (threadIdx.x == 0) {
-        a.c.n_slots[h * a.c.ns_s] = g0 + n;
-        a.c.n_global[h * a.c.ng_s] = g0 + nk;
+        a.c.n_slots[h * a.c.ns_s] = src.g0 + n;
+        a.c.n_global[h * a.c.ng_s] = src.g0 + src.nk;
     }
+}
+
+// Phase 1 (kGather: cache row src(k) -> scratch row k) or 2 (scratch row k -> cache row
+// dst(k)) of the parallel move. Grid (chunk CTAs, head); CTA x handles rows
+// [k0, k0 + rows_per_cta) for k0 = x * rows_per_cta, stepping by gridDim.x * rows_per_cta.
+// Each thread loads all its units of a step before storing them (loads in flight together);
+// no barrier is needed since loads and stores of one launch never touch the same memory.
+// Both phases skip the same rows: src(k) == dst(k) (already in place) and, as a guard against
+// out-of-range kept offsets, sources outside [n_global, n_slots).
+template <class U, bool kGather>
+__global__ void __launch_bounds__(kMoveThreads) kv_compact_copy_kernel(const CompactArgs a) {
+    const int h = blockIdx.y;
+    SrcList src;
+    int n = 0, ns = 0;
+    if (!compact_list(a, h, src, n, ns)) return;
+    const int rows = a.rows_per_cta;
+    if (static_cast<int64_t>(blockIdx.x) * rows >= n) return;
+    const HeadRows hr = head_rows(a.c, h);
+    const int nunit = hr.row_bytes / static_cast<int>(sizeof(U));
+    const int64_t head_off = static_cast<int64_t>(h) * a.c.cap;
+    char* const sk = a.sk + head_off * hr.row_bytes;
+    char* const sv = a.sv + head_off * hr.row_bytes;
+    int32_t* const spos = a.spos + head_off;
+    const int64_t step = static_cast<int64_t>(gridDim.x) * rows;
+    for (int64_t k0 = static_cast<int64_t>(blockIdx.x) * rows; k0 < n; k0 += step) {
+        U kb[kItemsPerThread], vb[kItemsPerThread];
+        int32_t pb[kItemsPerThread];
+        int kk[kItemsPerThread], uu[kItemsPerThread];
+#pragma unroll
+        for (int j = 0; j < kItemsPerThread; ++j) {
+            kb[j] = U{};
+            vb[j] = U{};
+            pb[j] = 0;
+            kk[j] = -1;
+            const int item = threadIdx.x + j * kMoveThreads;
+            const int row = item / nunit, unit = item % nunit;
+            const int64_t k = k0 + row;
+            if (row >= rows || k >= n) continue;
+            const int s = src(static_cast<int>(k));
+            const int dst = src.g0 + static_cast<int>(k);
+            if (s == dst || s < src.g0 || s >= ns) continue;
+            kk[j] = static_cast<int>(k);
+            uu[j] = unit;
+            if constexpr (kGather) {
+                kb[j] = reinterpret_cast<const U*>(hr.k + s * hr.k_row)[unit];
+                vb[j] = reinterpret_cast<const U*>(hr.v + s * hr.v_row)[unit];
+                if (unit == 0) pb[j] = hr.pos[s * hr.pos_s];
+            } else {
+                kb[j] = reinterpret_cast<const U*>(sk + k * hr.row_bytes)[unit];
+                vb[j] = reinterpret_cast<const U*>(sv + k * hr.row_bytes)[unit];
+                if (unit == 0) pb[j] = spos[k];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < kItemsPerThread; ++j) {
+            const int k = kk[j];
+            if (k < 0) continue;
+            const int unit = uu[j];
+            if constexpr (kGather) {
+                reinterpret_cast<U*>(sk + static_cast<int64_t>(k) * hr.row_bytes)[unit] = kb[j];
+                reinterpret_cast<U*>(sv + static_cast<int64_t>(k) * hr.row_bytes)[unit] = vb[j];
+                if (unit == 0) spos[k] = pb[j];
+            } else {
+                const int dst = src.g0 + k;
+                reinterpret_cast<U*>(hr.k + dst * hr.k_row)[unit] = kb[j];
+                reinterpret_cast<U*>(hr.v + dst * hr.v_row)[unit] = vb[j];
+                if (unit == 0) hr.pos[dst * hr.pos_s] = pb[j];
+            }
+        }
+    }
+}
+
+// Phase 3 of the parallel move: the counters, after every copy (stream order).
+__global__ void kv_compact_count_kernel(const CompactArgs a, int hkv) {
+    const int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= hkv) return;
+    SrcList src;
+    int n = 0, ns = 0;
+    if (!compact_list(a, h, src, n, ns)) return;
+    a.c.n_slots[h * a.c.ns_s] = src.g0 + n;
+    a.c.n_global[h * a.c.ng_s] = src.g0 + src.nk;
 }
 
 // ---- block_compact -------------------------------------------------------------------------
@@ -376,6 +494,44 @@ Status launch_append(const AppendArgs& a, int hkv) {
     return launch_status("kv_append kernel");
 }
 
+Status launch_compact_serial(const CompactArgs& a, int unit, int hkv) {
+    const unsigned grid = static_cast<unsigned>(hkv);
+    switch (unit) {
+        case 16: kv_compact_kernel<uint4><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
+        case 8: kv_compact_kernel<uint2><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
+        case 4: kv_compact_kernel<uint32_t><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
+        default: kv_compact_kernel<uint16_t><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
+    }
+    return launch_status("kv_compact kernel");
+}
+
+template <class U>
+Status launch_compact_copies(const CompactArgs& a, dim3 grid) {
+    kv_compact_copy_kernel<U, true><<<grid, kMoveThreads, 0, cu_stream()>>>(a);
+    TCA_RETURN_IF_ERROR(launch_status("kv_compact gather kernel"));
+    kv_compact_copy_kernel<U, false><<<grid, kMoveThreads, 0, cu_stream()>>>(a);
+    return launch_status("kv_compact scatter kernel");
+}
+
+Status launch_compact_parallel(const CompactArgs& a, int unit, dim3 grid) {
+    switch (unit) {
+        case 16: TCA_RETURN_IF_ERROR(launch_compact_copies<uint4>(a, grid)); break;
+        case 8: TCA_RETURN_IF_ERROR(launch_compact_copies<uint2>(a, grid)); break;
+        case 4: TCA_RETURN_IF_ERROR(launch_compact_copies<uint32_t>(a, grid)); break;
+        default: TCA_RETURN_IF_ERROR(launch_compact_copies<uint16_t>(a, grid)); break;
+    }
+    const int hkv = static_cast<int>(grid.y);
+    kv_compact_count_kernel<<<static_cast<unsigned>((hkv + 127) / 128), 128, 0, cu_stream()>>>(a, hkv);
+    return launch_status("kv_compact count kernel");
+}
+
+// TCA_CUDA_KVC_SERIAL=1 in the environment starts with kv_compact on the serial move (A/B runs
+// of the engine).
+std::atomic<bool> g_kvc_serial{[] {
+    const char* e = std::getenv("TCA_CUDA_KVC_SERIAL");
+    return e && std::string(e) == "1";
+}()};
+
 }  // namespace
 
 Status kv_append(const KvAppendParams& p) {
@@ -422,10 +578,13 @@ Status kv_append(const KvAppendParams& p) {
     return launch_status("kv_append count kernel");
 }
 
+void set_kv_compact_serial(bool on) { g_kvc_serial.store(on); }
+bool kv_compact_serial() { return g_kvc_serial.load(); }
+
 Status kv_compact(const KvCompactParams& p) {
     TCA_RETURN_IF_ERROR(validate(p));
-    const int64_t hkv = p.k_cache.shape[0];
-    if (hkv == 0) return Status();
+    const int64_t hkv = p.k_cache.shape[0], cap = p.k_cache.shape[1];
+    if (hkv == 0 || cap == 0) return Status();
     if (hkv > INT32_MAX) return unsupported("kv_compact: too many heads");
     CompactArgs a{};
     TCA_RETURN_IF_ERROR(cache_args(a.c, p.k_cache, p.v_cache, p.slot_pos, p.n_global, p.n_slots, "kv_compact"));
@@ -437,14 +596,28 @@ Status kv_compact(const KvCompactParams& p) {
     a.nk_s = p.n_kept.stride[0];
     a.region = p.region.ptr<int32_t>();
     a.rg_s = p.region.stride[0];
-    const unsigned grid = static_cast<unsigned>(hkv);
-    switch (move_unit(p.k_cache, p.v_cache)) {
-        case 16: kv_compact_kernel<uint4><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
-        case 8: kv_compact_kernel<uint2><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
-        case 4: kv_compact_kernel<uint32_t><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
-        default: kv_compact_kernel<uint16_t><<<grid, kMoveThreads, 0, cu_stream()>>>(a); break;
+    const int unit = move_unit(p.k_cache, p.v_cache);
+    const int h = static_cast<int>(hkv);
+    if (kv_compact_serial() || hkv > 65535) return launch_compact_serial(a, unit, h);
+    // Scratch rows: K and V (row_bytes, a multiple of 16: head_dim is a multiple of 8 and
+    // elements are >= 2 bytes, so every unit fits) then slot_pos.
+    const size_t rows = static_cast<size_t>(hkv) * static_cast<size_t>(cap);
+    const size_t row_bytes = static_cast<size_t>(a.c.row_bytes);
+    Result<void*> buf = scratch(rows * (2 * row_bytes + sizeof(int32_t)), 0);
+    if (!buf.ok()) {
+        // Out of device memory: the serial move needs no scratch. Other errors are returned.
+        if (buf.status().code() != StatusCode::kOutOfMemory) return buf.status();
+        return launch_compact_serial(a, unit, h);
     }
-    return launch_status("kv_compact kernel");
+    a.sk = static_cast<char*>(*buf);
+    a.sv = a.sk + rows * row_bytes;
+    a.spos = reinterpret_cast<int32_t*>(a.sv + rows * row_bytes);
+    a.rows_per_cta = std::max(1, kMoveThreads * kItemsPerThread / (a.c.row_bytes / unit));
+    const int64_t chunks = (cap + a.rows_per_cta - 1) / a.rows_per_cta;
+    const int64_t want = (kCompactTargetCtas + hkv - 1) / hkv;  // chunk CTAs per head
+    const int64_t per_head = std::clamp<int64_t>(want, 1, std::max<int64_t>(chunks, 1));
+    const dim3 grid(static_cast<unsigned>(per_head), static_cast<unsigned>(hkv));
+    return launch_compact_parallel(a, unit, grid);
 }
 
 Status block_compact(const BlockCompactParams& p) {
