@@ -9,7 +9,8 @@
 #
 # 1. tca run dense and tca at L, each with lazy (the CUDA default) and eager module loading
 #    (CUDA_MODULE_LOADING): a first-use kernel load inside the timed prefill shows as a gap
-#    that eager loading closes (the load then happens before the prefill).
+#    that eager loading closes (the load then happens before the prefill); and tca with
+#    TCA_CUDA_KVC_SERIAL=1 (kv_compact's single-CTA-per-head kernel) for the A/B.
 # 2. ncu (when installed): the GPU time of each kernel of one tca run at L, so that the
 #    prompt-end kernels (selection, kv_compact) can be summed against the gap.
 set -uo pipefail
@@ -29,20 +30,25 @@ args_for() {  # policy stats-file
     echo "${a[@]}"
 }
 
+one() {  # policy loading-mode rep [VAR=value for the run]
+    local pol=$1 mode=$2 rep=$3 var=${4:-}
+    local stats=$DIR/p8_${pol}_${mode}_${rep}.json
+    rm -f "$stats"
+    # shellcheck disable=SC2046
+    env CUDA_MODULE_LOADING="$mode" $var timeout 120 "$PKG"/tca $(args_for "$pol" "$stats") >/dev/null 2>"$DIR/p8.err"
+    local r=$?
+    local ms
+    ms=$(grep -o '"prefill_ms":[0-9.]*' "$stats" 2>/dev/null | cut -d: -f2)
+    echo "p8 L=$L $pol loading=$mode ${var:+$var }rep=$rep exit=$r prefill_ms=${ms:-none}" | tee -a "$LOG"
+    [ $r -eq 0 ] || tail -n 5 "$DIR/p8.err" | tee -a "$LOG"
+}
 for mode in LAZY EAGER; do
     for pol in dense tca; do
-        for rep in 1 2; do
-            stats=$DIR/p8_${pol}_${mode}_${rep}.json
-            rm -f "$stats"
-            # shellcheck disable=SC2046
-            CUDA_MODULE_LOADING=$mode timeout 120 "$PKG"/tca $(args_for "$pol" "$stats") >/dev/null 2>"$DIR/p8.err"
-            r=$?
-            ms=$(grep -o '"prefill_ms":[0-9.]*' "$stats" 2>/dev/null | cut -d: -f2)
-            echo "p8 L=$L $pol loading=$mode rep=$rep exit=$r prefill_ms=${ms:-none}" | tee -a "$LOG"
-            [ $r -eq 0 ] || tail -n 5 "$DIR/p8.err" | tee -a "$LOG"
-        done
+        for rep in 1 2; do one "$pol" "$mode" "$rep"; done
     done
 done
+# kv_compact's single-CTA-per-head kernel (before the parallel one) for the A/B.
+for rep in 1 2; do one tca LAZY "$rep" TCA_CUDA_KVC_SERIAL=1; done
 
 if [ "${P8_NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
     stats=$DIR/p8_ncu.json
