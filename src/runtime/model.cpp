@@ -437,8 +437,9 @@ Status forward(Device device, const Model& model, RunState& st, KvCache& cache,
 
     // One-token steps of a fused model: one matmul for q/k/v, one RoPE over q and k (adjacent
     // in the qkv row), one for gate/up; each output row is the same GEMV row as unfused. The
-    // RMSNorms and SwiGLU are computed inside the matmuls that read them (MatmulInput): the
-    // same values, one launch fewer each.
+    // RMSNorms and SwiGLU are inputs of the matmuls that read them (MatmulInput): the same
+    // values; the staged GEMV kernel (TCA_CUDA_GEMV=2) computes them itself, one launch fewer
+    // each.
     const bool fused = n == 1 && model.fused_decode() && !st.qkv.view().empty();
     const int64_t qd = c.q_dim(), kvd = c.kv_dim();
     // rms_norm(x) as the input of a matmul: computed in the matmul when fused, else into xn.

@@ -57,7 +57,7 @@ std::vector<float> run_matmul(const GemvCase& c, const std::vector<uint16_t>& w,
     p.act = MatmulActivations::kWeightDotType;
     cuda::set_matmul_gemv(gemv);
     const Status s = ops::matmul(Device::kCuda, p);
-    cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
+    cuda::set_matmul_gemv(cuda::GemvKernel::kRegisters);
     EXPECT_TRUE(s.ok()) << s.to_string();
     EXPECT_TRUE(cuda::synchronize().ok());
     std::vector<float> y(static_cast<size_t>(c.n_tokens * c.n_out));
@@ -127,6 +127,61 @@ INSTANTIATE_TEST_SUITE_P(
                std::to_string(c.n_in) + "_t" + std::to_string(c.n_tokens) + (c.x_pad ? "_unaligned" : "") +
                (c.bias ? "_bias" : "");
     });
+
+// MatmulInput through the staged kernel (the op computed in shared memory) against the same
+// matmul with the op run first as its own kernel and the register GEMV: bitwise equal, at the
+// 8B model's row lengths (the parity suite's MatmulInputParity covers the default kernel).
+TEST(MatmulGemvStaged, FoldedInputBitwiseOpThenRegisterGemv) {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    for (const MatmulInput in : {MatmulInput::kRmsNorm, MatmulInput::kSwiglu}) {
+        for (const int64_t n_in : {4096, 14336}) {
+            SCOPED_TRACE(std::string(matmul_input_name(in)) + " n_in " + std::to_string(n_in));
+            const int64_t n_out = 203;
+            Rng rng(static_cast<uint64_t>(n_in + 7 * static_cast<int64_t>(in)));
+            std::vector<uint16_t> w(static_cast<size_t>(n_out * n_in));
+            for (uint16_t& v : w) v = f32_to_bf16(static_cast<float>(rng.normal()) * 0.05f);
+            std::vector<float> xu(static_cast<size_t>(2 * n_in)), g(static_cast<size_t>(n_in)), res(static_cast<size_t>(n_out));
+            for (float& v : xu) v = static_cast<float>(rng.normal()) * 2.0f;
+            for (float& v : g) v = 1.0f + static_cast<float>(rng.normal()) * 0.5f;
+            for (float& v : res) v = static_cast<float>(rng.normal()) * 4.0f;
+            auto dw = cuda::DeviceBuffer::allocate(w.size() * 2);
+            auto dxu = cuda::DeviceBuffer::allocate(xu.size() * 4);
+            auto dg = cuda::DeviceBuffer::allocate(g.size() * 4);
+            auto dy = cuda::DeviceBuffer::allocate(res.size() * 4);
+            ASSERT_TRUE(dw.ok() && dxu.ok() && dg.ok() && dy.ok());
+            ASSERT_TRUE(cuda::copy_to_device(dw->get(), w.data(), w.size() * 2).ok());
+            ASSERT_TRUE(cuda::copy_to_device(dxu->get(), xu.data(), xu.size() * 4).ok());
+            ASSERT_TRUE(cuda::copy_to_device(dg->get(), g.data(), g.size() * 4).ok());
+            std::vector<float> out[2];
+            int i = 0;
+            for (const cuda::GemvKernel k : {cuda::GemvKernel::kStaged, cuda::GemvKernel::kRegisters}) {
+                ASSERT_TRUE(cuda::copy_to_device(dy->get(), res.data(), res.size() * 4).ok());
+                const TensorView both = make_view(dxu->get(), DType::kF32, {1, 2 * n_in});
+                MatmulParams p;
+                p.x = slice(both, 1, 0, n_in);
+                p.w = MatrixView{dw->get(), GgmlType::kBF16, n_out, n_in};
+                p.y = make_view(dy->get(), DType::kF32, {1, n_out});
+                p.residual = p.y;  // in place, as the decode step's down projection
+                p.act = MatmulActivations::kWeightDotType;
+                p.input = in;
+                if (in == MatmulInput::kRmsNorm) {
+                    p.norm_weight = make_view(dg->get(), DType::kF32, {n_in});
+                } else {
+                    p.up = slice(both, 1, n_in, n_in);
+                }
+                cuda::set_matmul_gemv(k);
+                const Status s = ops::matmul(Device::kCuda, p);
+                cuda::set_matmul_gemv(cuda::GemvKernel::kRegisters);
+                ASSERT_TRUE(s.ok()) << s.to_string();
+                ASSERT_TRUE(cuda::synchronize().ok());
+                out[i].resize(res.size());
+                ASSERT_TRUE(cuda::copy_to_host(out[i].data(), dy->get(), res.size() * 4).ok());
+                ++i;
+            }
+            EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), out[0].size() * sizeof(float)));
+        }
+    }
+}
 
 #endif  // TCA_HAVE_CUDA
 

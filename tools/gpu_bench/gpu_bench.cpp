@@ -603,9 +603,9 @@ Status bench_decode(const Options& o, int64_t L, size_t l2_bytes, Recorder& rec)
 }
 
 // ---- Decode-shaped matmuls: the 8B layer's projections and the output layer with n_tokens
-// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the dispatch (the staged
-// GEMV kernel for one row), session 8's register GEMV and pack_rows + cuBLAS
-// (cuda::set_matmul_gemv) in the same run. Weight copies are
+// rows of x, bf16 weights, kWeightDotType (the engine's mode), through the staged GEMV kernel,
+// the register GEMV (the default) and pack_rows + cuBLAS (cuda::set_matmul_gemv) in the same
+// run (more than one row of x always takes cuBLAS). Weight copies are
 // rotated so the bytes read per call exceed 3x L2 (each weight read from memory, as in a decode
 // step); each timed region is `inner` calls back to back, divided, so launch gaps count as
 // they do in a decode step.
@@ -630,10 +630,11 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
                             y.view, MatmulActivations::kWeightDotType, TensorView{}};
     };
     // The kernels' outputs agree: the two GEMV kernels bitwise, cuBLAS within summation order.
+    const cuda::GemvKernel prior = cuda::matmul_gemv();
     const auto run_once = [&](cuda::GemvKernel k, const DevTensor& y) -> Result<std::vector<float>> {
         cuda::set_matmul_gemv(k);
         const Status s = ops::matmul(Device::kCuda, params(0, y));
-        cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
+        cuda::set_matmul_gemv(prior);
         TCA_RETURN_IF_ERROR(s);
         TCA_RETURN_IF_ERROR(cuda::synchronize());
         std::vector<float> out(static_cast<size_t>(n_tokens * n_out));
@@ -661,11 +662,11 @@ Status bench_matmul(const Options& o, int64_t n_out, int64_t n_in, int64_t n_tok
             }
             return Status();
         });
-        cuda::set_matmul_gemv(cuda::GemvKernel::kStaged);
+        cuda::set_matmul_gemv(prior);
         TCA_RETURN_IF_ERROR(t.status());
         Stats per = *t;
         per.median_ms /= inner, per.min_ms /= inner, per.max_ms /= inner;
-        const char* kname = k == cuda::GemvKernel::kStaged ? "dispatch" : gemv ? "registers" : "cublas";
+        const char* kname = k == cuda::GemvKernel::kStaged ? "staged" : gemv ? "registers" : "cublas";
         Row r{"matmul", n_tokens, -1, per, {}, fmt("%s %s", name, kname)};
         r.extra.emplace_back("n_out", static_cast<double>(n_out));
         r.extra.emplace_back("n_in", static_cast<double>(n_in));
@@ -739,8 +740,8 @@ int run(int argc, char** argv) {
     flags.add_bool("dense", &o.dense, "run the dense prefill rows");
     flags.add_bool("tca", &o.tca, "run the TCA prefill rows");
     flags.add_bool("decode", &o.decode, "run the decode and copy rows");
-    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the dispatch, i.e. the staged GEMV "
-                   "kernel for one row; session 8's register GEMV; cuBLAS)");
+    flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the staged and the register GEMV "
+                   "kernels for one row, and cuBLAS)");
     flags.add_int("ffn", &o.ffn, "MLP width of the matmul rows");
     flags.add_int("vocab", &o.vocab, "vocabulary of the matmul rows' output layer");
     flags.add_int_list("matmul-tokens", &o.matmul_tokens, "rows of x in the matmul rows");

@@ -32,9 +32,9 @@ Result<std::string> cublas_library();
 // matmul with 16-bit weights in kWeightDotType mode and one row of x runs the backend's own
 // GEMV kernel (one warp per output row, weights streamed in 16-byte loads, bias and residual
 // fused) instead of pack_rows + cuBLAS: the decode step's shape, where each weight is read
-// once. kStaged (the default): each CTA rounds its input row into shared memory once and
-// computes a MatmulInput op (rms_norm, swiglu) there; kRegisters (session 8's kernel): every
-// warp rounds x in registers, a MatmulInput op runs first as its own kernel; kOff: always
+// once. kRegisters (session 8's kernel, the default): every warp rounds x in registers, a
+// MatmulInput op runs first as its own kernel; kStaged: each CTA rounds its input row into
+// shared memory once and computes a MatmulInput op (rms_norm, swiglu) there; kOff: always
 // cuBLAS. The two kernels give bitwise equal results. tca_gpu_bench measures them; the
 // environment variable TCA_CUDA_GEMV=0|1|2 (off, registers, staged) starts a process with one.
 enum class GemvKernel { kOff = 0, kRegisters = 1, kStaged = 2 };

@@ -18,11 +18,12 @@
 //    16-byte aligned weights): a GEMV kernel, one warp per output row, with the same
 //    math (x rounded to the weight's type, exact products, f32 sums in another order) in one
 //    launch: no packed copy of x, no cuBLAS call, bias and residual added in the kernel.
-//    gemv_staged_kernel (default): each CTA of 8 rows first writes its input row, rounded to
-//    the weight type, to shared memory, computing a MatmulInput op there (rms_norm, swiglu:
-//    backend/cuda/row_ops.cuh, the same code as those ops' kernels), with its first weight
-//    loads already in flight; gemv_kernel (session 8, TCA_CUDA_GEMV=1): every warp rounds x
-//    in registers. Both sum each lane's products in the same order: bitwise equal results.
+//    gemv_kernel (session 8, the default): every warp rounds x in registers;
+//    gemv_staged_kernel (TCA_CUDA_GEMV=2): each CTA of 8 rows first writes its input row,
+//    rounded to the weight type, to shared memory, computing a MatmulInput op there
+//    (rms_norm, swiglu: backend/cuda/row_ops.cuh, the same code as those ops' kernels), with
+//    its first weight loads already in flight. Both sum each lane's products in the same
+//    order: bitwise equal results.
 //  - another MatmulInput elsewhere: the op's own kernel writes the input to scratch slot 3,
 //    then the paths above.
 // Row-major to cuBLAS column-major: y^T (n_out x n_tokens, ld = y's row stride) =
@@ -428,12 +429,15 @@ Status gemv(const MatmulParams& p) {
     return launch_status("matmul: gemv_kernel");
 }
 
-// TCA_CUDA_GEMV=0|1|2 in the environment starts with cuBLAS, gemv_kernel or the staged kernel
-// (the default) for the decode shape (A/B runs of the engine).
+// TCA_CUDA_GEMV=0|1|2 in the environment starts with cuBLAS, gemv_kernel (the default) or the
+// staged kernel for the decode shape (A/B runs of the engine). The staged kernel is not the
+// default yet: its one end-to-end run (H100, session 10, with the RMSNorms and SwiGLU folded
+// in) decoded 0.1-0.2 ms per token slower than gemv_kernel had in session 9 on another
+// machine, and the same-call A/B is still to be run (docs/perf/gpu.md).
 std::atomic<GemvKernel> g_gemv{[] {
     const char* e = std::getenv("TCA_CUDA_GEMV");
     const std::string v = e ? e : "";
-    return v == "0" ? GemvKernel::kOff : v == "1" ? GemvKernel::kRegisters : GemvKernel::kStaged;
+    return v == "0" ? GemvKernel::kOff : v == "2" ? GemvKernel::kStaged : GemvKernel::kRegisters;
 }()};
 
 // The MatmulInput op of p.x into scratch slot 3, by the op's own kernel; p then multiplies it.
