@@ -4,15 +4,15 @@
 #
 #   tools/e2e/p8_probe.sh PKG OUT
 #     PKG: folder with the tca binary; OUT: where p8.log and p8_ncu.csv go.
-#   Environment: E2E_DIR (default /tmp/e2e, run_e2e.sh's), P8_L (default 8192), P8_NCU=0 skips
-#     the ncu pass.
+#   Environment: E2E_DIR (default /tmp/e2e, run_e2e.sh's), P8_L (default 8192), P8_REPS (5),
+#     P8_NCU=1 adds the ncu pass.
 #
-# 1. tca run dense and tca at L, each with lazy (the CUDA default) and eager module loading
-#    (CUDA_MODULE_LOADING): a first-use kernel load inside the timed prefill shows as a gap
-#    that eager loading closes (the load then happens before the prefill); and tca with
-#    TCA_CUDA_KVC_SERIAL=1 (kv_compact's single-CTA-per-head kernel) for the A/B.
-# 2. ncu (when installed): the GPU time of each kernel of one tca run at L, so that the
-#    prompt-end kernels (selection, kv_compact) can be summed against the gap.
+# 1. tca run dense, tca, and tca with TCA_CUDA_KVC_SERIAL=1 (kv_compact's single-CTA-per-head
+#    kernel) at L, P8_REPS rounds (default 5) in alternation, and the median of each: on an
+#    H100 (session 10) two runs of the same dense prompt took 419 and 548 ms, so one run per
+#    side (run_e2e.sh) cannot resolve a gap of 30 ms.
+# 2. ncu (when installed, P8_NCU=1): the GPU time of each kernel of one tca run at L, so that
+#    the prompt-end kernels (selection, kv_compact) can be summed against the gap.
 set -uo pipefail
 
 PKG=${1:?usage: p8_probe.sh PKG OUT}
@@ -30,27 +30,32 @@ args_for() {  # policy stats-file
     echo "${a[@]}"
 }
 
-one() {  # policy loading-mode rep [VAR=value for the run]
-    local pol=$1 mode=$2 rep=$3 var=${4:-}
-    local stats=$DIR/p8_${pol}_${mode}_${rep}.json
+one() {  # policy rep [VAR=value for the run]
+    local pol=$1 rep=$2 var=${3:-}
+    local tag=$pol${var:+-serial}
+    local stats=$DIR/p8_${tag}_${rep}.json
     rm -f "$stats"
     # shellcheck disable=SC2046
-    env CUDA_MODULE_LOADING="$mode" $var timeout 120 "$PKG"/tca $(args_for "$pol" "$stats") >/dev/null 2>"$DIR/p8.err"
+    env $var timeout 120 "$PKG"/tca $(args_for "$pol" "$stats") >/dev/null 2>"$DIR/p8.err"
     local r=$?
     local ms
     ms=$(grep -o '"prefill_ms":[0-9.]*' "$stats" 2>/dev/null | cut -d: -f2)
-    echo "p8 L=$L $pol loading=$mode ${var:+$var }rep=$rep exit=$r prefill_ms=${ms:-none}" | tee -a "$LOG"
+    echo "p8 L=$L $tag rep=$rep exit=$r prefill_ms=${ms:-none}" | tee -a "$LOG"
     [ $r -eq 0 ] || tail -n 5 "$DIR/p8.err" | tee -a "$LOG"
+    [ -n "$ms" ] && echo "$ms" >>"$DIR/p8_${tag}.ms"
 }
-for mode in LAZY EAGER; do
-    for pol in dense tca; do
-        for rep in 1 2; do one "$pol" "$mode" "$rep"; done
-    done
+rm -f "$DIR"/p8_*.ms
+for rep in $(seq 1 "${P8_REPS:-5}"); do
+    one dense "$rep"
+    one tca "$rep"
+    one tca "$rep" TCA_CUDA_KVC_SERIAL=1
 done
-# kv_compact's single-CTA-per-head kernel (before the parallel one) for the A/B.
-for rep in 1 2; do one tca LAZY "$rep" TCA_CUDA_KVC_SERIAL=1; done
+for tag in dense tca tca-serial; do
+    med=$(sort -n "$DIR/p8_$tag.ms" 2>/dev/null | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}')
+    echo "p8 L=$L $tag median prefill_ms=${med:-none} over $(wc -l <"$DIR/p8_$tag.ms" 2>/dev/null || echo 0) runs" | tee -a "$LOG"
+done
 
-if [ "${P8_NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
+if [ "${P8_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     stats=$DIR/p8_ncu.json
     # shellcheck disable=SC2046
     timeout 200 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
