@@ -132,6 +132,16 @@ std::vector<int64_t> edge_lengths() { return {1, 15, 16, 17, 55, 63, 64, 80, 100
 
 // ---- matmul -----------------------------------------------------------------------------------
 
+// A matmul case's test name: [prefix_]TYPE_tN_inN_outN, then its flags, "_native" for the
+// weight-dot-type activations, and the seed.
+std::string matmul_case_name(const std::string& prefix, GgmlType type, int64_t n_tokens, int64_t n_in,
+                             int64_t n_out, const std::string& flags, MatmulActivations act, uint64_t seed) {
+    std::ostringstream os;
+    os << prefix << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in << "_out" << n_out << flags
+       << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
+    return os.str();
+}
+
 struct MatmulCase {
     GgmlType type = GgmlType::kF32;
     int64_t n_tokens = 1, n_in = 64, n_out = 1;
@@ -140,11 +150,8 @@ struct MatmulCase {
     MatmulActivations act = MatmulActivations::kF32;
     uint64_t seed = 1;
     std::string name() const {
-        std::ostringstream os;
-        os << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in << "_out" << n_out
-           << (bias ? "_bias" : "") << (strided ? "_strided" : "")
-           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
-        return os.str();
+        return matmul_case_name("", type, n_tokens, n_in, n_out,
+                                std::string(bias ? "_bias" : "") + (strided ? "_strided" : ""), act, seed);
     }
 };
 std::ostream& operator<<(std::ostream& os, const MatmulCase& c) { return os << c.name(); }
@@ -287,11 +294,10 @@ struct ResidualCase {
     MatmulActivations act = MatmulActivations::kF32;
     uint64_t seed = 1;
     std::string name() const {
-        std::ostringstream os;
-        os << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in << "_out" << n_out
-           << (bias ? "_bias" : "") << (in_place ? "_inplace" : "") << (strided ? "_strided" : "")
-           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
-        return os.str();
+        return matmul_case_name("", type, n_tokens, n_in, n_out,
+                                std::string(bias ? "_bias" : "") + (in_place ? "_inplace" : "") +
+                                    (strided ? "_strided" : ""),
+                                act, seed);
     }
 };
 std::ostream& operator<<(std::ostream& os, const ResidualCase& c) { return os << c.name(); }
@@ -420,11 +426,8 @@ struct InputCase {
     MatmulActivations act = MatmulActivations::kF32;
     uint64_t seed = 1;
     std::string name() const {
-        std::ostringstream os;
-        os << matmul_input_name(input) << "_" << ggml_type_name(type) << "_t" << n_tokens << "_in" << n_in
-           << "_out" << n_out << (bias ? "_bias" : "") << (residual ? "_residual" : "")
-           << (act == MatmulActivations::kWeightDotType ? "_native" : "") << "_s" << seed;
-        return os.str();
+        return matmul_case_name(std::string(matmul_input_name(input)) + "_", type, n_tokens, n_in, n_out,
+                                std::string(bias ? "_bias" : "") + (residual ? "_residual" : ""), act, seed);
     }
 };
 std::ostream& operator<<(std::ostream& os, const InputCase& c) { return os << c.name(); }
