@@ -242,41 +242,54 @@ def main():
         [("kjv", "kjv", t, cal_args) for t in taus[1:]]
     if cal_args:  # the paper's calibration (no --cal-args) beside them, on the KJV
         cals.append(("kjv-paper", "kjv", 0.9, []))
-    budgets = {}
+    # The calibrations run beside the evaluation jobs (dense needs no budgets): a job that reads
+    # a budget file waits for its calibration (job "needs") and is skipped if it failed.
+    budgets = {}  # (key, tau) -> budget file, once calibrated
+    cal_done = {}  # (key, tau) -> exit code
+    cond = threading.Condition()
+
+    def budget_path(key, tau):
+        return os.path.join(work, f"budgets-{key}-tau{tau}.json")
 
     def calibrate(key, dom, tau, extra):
         name = f"{key}-tau{tau}"
-        path = os.path.join(work, f"budgets-{name}.json")
+        path = budget_path(key, tau)
         rc = run([a.tca, "calibrate", "-m", a.model, "-f", domains[dom], "--ctx", str(ctx_tokens), "--tau", str(tau),
                   "--device", a.device, "--threads", str(a.threads), *bw, *extra, "-o", path,
                   "--heatmap", os.path.join(work, f"heatmap-{name}.png")],
                  os.path.join(work, f"calibrate-{name}.log"), deadline - time.time())
         log(f"calibrate {name}: exit {rc}")
-        if rc == 0:
-            budgets[(key, tau)] = path
+        with cond:
+            if rc == 0:
+                budgets[(key, tau)] = path
+            cal_done[(key, tau)] = rc
+            cond.notify_all()
 
-    with ThreadPoolExecutor(len(cals)) as ex:
-        list(ex.map(lambda c: calibrate(*c), cals))
+    planned = {(c[0], c[2]) for c in cals}
+    cal_pool = ThreadPoolExecutor(len(cals))
+    cal_futures = [cal_pool.submit(calibrate, *c) for c in cals]
 
     # Evaluation jobs, most important first (issue 6 acceptance): dense and tca at the main
     # context, dense at the shorter ones, the baselines at tca's KV fraction, the tau sweep,
     # the calibration domains.
     jobs = []
 
-    def job(name, label, ctx, attention, extra, after=None, task=None):
+    def job(name, label, ctx, attention, extra, after=None, task=None, needs=None):
         jobs.append({"name": name, "label": label, "ctx": ctx, "attention": attention, "extra": extra,
-                     "after": after, "task": task or a.task})
+                     "after": after, "task": task or a.task, "needs": needs})
+
+    def tca_job(name, label, ctx, key, tau):
+        """A tca run on the budgets of calibration (key, tau), once they exist."""
+        if (key, tau) in planned:
+            job(name, label, ctx, "tca", ["--budget-file", budget_path(key, tau), *bw], needs=(key, tau))
 
     job("dense-main", "dense", ctx_main, "dense", [])
     main_tca = f"tca-kjv-{tau0}"
-    if ("kjv", tau0) in budgets:
-        job(main_tca, f"tca tau{tau0} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau0)], *bw])
+    tca_job(main_tca, f"tca tau{tau0} (kjv)", ctx_main, "kjv", tau0)
     for c in a.dense_ctx.split(","):
         if c:
             job(f"dense-{c}", "dense", c, "dense", [])
-    if ("kjv-paper", 0.9) in budgets:
-        job("tca-kjv-paper", "tca tau0.9 (kjv, paper calibration)", ctx_main, "tca",
-            ["--budget-file", budgets[("kjv-paper", 0.9)], *bw])
+    tca_job("tca-kjv-paper", "tca tau0.9 (kjv, paper calibration)", ctx_main, "kjv-paper", 0.9)
     matched = main_tca
     if a.keep > 0:
         keep_extra = ["--keep", str(a.keep), *a.keep_args.split(), *bw]
@@ -288,29 +301,25 @@ def main():
     for pol in [p for p in a.baselines.split(",") if p]:
         for i, g in enumerate(groups):
             job(f"{pol}-main" + (f"-{i}" if g else ""), pol, ctx_main, pol, [], after=matched, task=g)
-    if a.stats_samples > 0 and ("kjv", tau0) in budgets:
+    if a.stats_samples > 0 and ("kjv", tau0) in planned:
         # One process, every policy on the same items; its labels carry the tag "stats" so
         # its rows stay apart from the main runs' (other sample counts).
         job("fidelity", "", ctx_main, "tca,snapkv,streaming,oracle",
-            ["--budget-file", budgets[("kjv", tau0)], *bw, "--attn-stats", "--tag", "stats",
-             "--n-samples", str(a.stats_samples)], after=matched)
+            ["--budget-file", budget_path("kjv", tau0), *bw, "--attn-stats", "--tag", "stats",
+             "--n-samples", str(a.stats_samples)], after=matched, needs=("kjv", tau0))
     for tau in taus[1:]:
-        if ("kjv", tau) in budgets:
-            job(f"tca-kjv-{tau}", f"tca tau{tau} (kjv)", ctx_main, "tca", ["--budget-file", budgets[("kjv", tau)], *bw])
+        tca_job(f"tca-kjv-{tau}", f"tca tau{tau} (kjv)", ctx_main, "kjv", tau)
     for dom in ("brown", "tasks"):
-        if (dom, tau0) in budgets:
-            job(f"tca-{dom}-{tau0}", f"tca tau{tau0} ({dom})", ctx_main, "tca", ["--budget-file", budgets[(dom, tau0)], *bw])
-    if ("kjv", tau0) in budgets:
-        for c in a.dense_ctx.split(","):
-            if c:
-                job(f"{main_tca}-{c}", f"tca tau{tau0} (kjv)", c, "tca", ["--budget-file", budgets[("kjv", tau0)], *bw])
+        tca_job(f"tca-{dom}-{tau0}", f"tca tau{tau0} ({dom})", ctx_main, dom, tau0)
+    for c in a.dense_ctx.split(","):
+        if c:
+            tca_job(f"{main_tca}-{c}", f"tca tau{tau0} (kjv)", c, "kjv", tau0)
     if a.keep > 0:
         for c in a.dense_ctx.split(","):
             if c:
                 job(f"{matched}-{c}", keep_label, c, "tca", keep_extra)
 
     done = {}
-    cond = threading.Condition()
 
     def kv_budget_of(name):
         """Tokens per KV head that give the baselines tca's mean KV fraction at the main context."""
@@ -322,6 +331,17 @@ def main():
         return max(a.block_size, int(round(kv * n)))
 
     def run_job(j):
+        if j["needs"]:  # its budget file: wait for the calibration
+            with cond:
+                cond.wait_for(lambda: j["needs"] in cal_done or time.time() > deadline,
+                              timeout=max(0.0, deadline - time.time()))
+            if j["needs"] not in budgets:
+                log(f"{j['name']}: skipped (calibration {j['needs'][0]}-tau{j['needs'][1]} "
+                    f"{'failed' if j['needs'] in cal_done else 'unfinished'})")
+                with cond:
+                    done[j["name"]] = None
+                    cond.notify_all()
+                return
         if j["after"] and j["after"] not in {x["name"] for x in jobs}:
             log(f"{j['name']}: skipped (no {j['after']} run)")
             return
@@ -350,11 +370,15 @@ def main():
 
     with ThreadPoolExecutor(a.jobs) as ex:
         list(ex.map(run_job, jobs))
+    for f in cal_futures:
+        f.result()
+    cal_pool.shutdown()
 
     rows, averages = summarize(jobs, work)
     meta = {"model": os.path.basename(a.model), "haystack": "KJV (tools/train/data/text/kjv.txt.gz)", "seed": a.seed,
             "block_size": a.block_size, "local_window": a.local_window, "n_samples": a.n_samples,
-            "device": a.device, "cal_args": a.cal_args, "jobs": [{k: v for k, v in j.items() if k != "after"} for j in jobs],
+            "device": a.device, "cal_args": a.cal_args,
+            "jobs": [{k: v for k, v in j.items() if k not in ("after", "needs")} for j in jobs],
             "budgets": {f"{d}-tau{t}": os.path.basename(p) for (d, t), p in budgets.items()}}
     with open(os.path.join(a.out, "eval_summary.json"), "w") as f:
         json.dump({"meta": meta, "averages": averages, "results": rows}, f, indent=1)
