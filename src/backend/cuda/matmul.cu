@@ -382,12 +382,14 @@ Status gemv_staged_launch(const MatmulParams& p, const float* aux, int64_t aux_s
     const size_t smem = static_cast<size_t>(n_in) * sizeof(T);
     auto* kernel = gemv_staged_kernel<T, kIn>;
     if (smem > 48 * 1024) {
-        // Above the default limit the kernel must opt in (once per size it grows to).
-        static std::atomic<size_t> allowed{48 * 1024};
-        if (smem > allowed.load()) {
+        // Above the default limit the kernel must opt in, on each device (once per size it
+        // grows to there).
+        static std::atomic<size_t> allowed[kMaxDevices];
+        std::atomic<size_t>& a = allowed[current_device()];
+        if (smem > a.load()) {
             TCA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                           static_cast<int>(smem)));
-            allowed.store(smem);
+            a.store(smem);
         }
     }
     const auto blocks = static_cast<unsigned>((n_out + kStagedRows - 1) / kStagedRows);
