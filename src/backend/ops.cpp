@@ -391,6 +391,15 @@ const char* matmul_input_name(MatmulInput in) {
     return "unknown";
 }
 
+MatmulParams matmul_of_input(const MatmulParams& p, const TensorView& in) {
+    MatmulParams q = p;
+    q.x = in;
+    q.input = MatmulInput::kX;
+    q.norm_weight = TensorView{};
+    q.up = TensorView{};
+    return q;
+}
+
 Status validate(const MatmulParams& p) {
     const char* op = "matmul";
     TCA_RETURN_IF_ERROR(check_weight(p.w, op, "w"));

@@ -230,6 +230,9 @@ struct MatmulParams {
     float norm_eps = 1e-5f;    // kRmsNorm: finite, >= 0
     TensorView up{};           // kSwiglu: [n_tokens, n_in] f32 (empty otherwise)
 };
+// p multiplying `in` (its input op's result, [n_tokens, n_in] f32) instead: x = in, input kX,
+// norm_weight and up cleared. Backends that run the input op as its own kernel use it.
+MatmulParams matmul_of_input(const MatmulParams& p, const TensorView& in);
 
 // out[t, i] = x[t, i] / sqrt(mean_i(x[t, :]^2) + eps) * weight[i].
 struct RmsNormParams {

@@ -138,12 +138,7 @@ Status matmul_impl(const MatmulParams& p) {
         TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm
                                 ? rms_norm_impl<Acc>(RmsNormParams{p.x, p.norm_weight, iv, p.norm_eps})
                                 : swiglu_impl<Acc>(SwigluParams{p.x, p.up, iv}));
-        MatmulParams q = p;
-        q.x = iv;
-        q.input = MatmulInput::kX;
-        q.norm_weight = TensorView{};
-        q.up = TensorView{};
-        return matmul_impl<Acc>(q);
+        return matmul_impl<Acc>(matmul_of_input(p, iv));
     }
     const int64_t n_tokens = p.x.shape[0], n_in = p.w.n_cols;
     const bool native = p.act == MatmulActivations::kWeightDotType;

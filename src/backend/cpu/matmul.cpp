@@ -697,12 +697,7 @@ Status matmul(const MatmulParams& p) {
         TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm
                                 ? rms_norm(RmsNormParams{p.x, p.norm_weight, iv, p.norm_eps})
                                 : swiglu(SwigluParams{p.x, p.up, iv}));
-        MatmulParams q = p;
-        q.x = iv;
-        q.input = MatmulInput::kX;
-        q.norm_weight = TensorView{};
-        q.up = TensorView{};
-        return matmul(q);
+        return matmul(matmul_of_input(p, iv));
     }
     const GgmlType dot = matmul_dot_type(p.w.type);
     if (p.act == MatmulActivations::kWeightDotType && dot != GgmlType::kF32 && p.x.shape[0] > 0) {

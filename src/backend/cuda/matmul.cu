@@ -261,6 +261,15 @@ __device__ inline void gemv_accumulate(const uint4& wv, const float* __restrict_
     }
 }
 
+// y[row] = (dot + bias) + residual, bias and residual optional (null); y may be residual
+// (residual[row] is read before y[row] is written).
+__device__ inline void gemv_store(float dot, int64_t row, float* y, const float* __restrict__ bias,
+                                  int64_t bias_stride, const float* residual) {
+    float out = bias ? dot + bias[row * bias_stride] : dot;
+    if (residual) out += residual[row];
+    y[row] = out;
+}
+
 // y and residual may be the same array (not __restrict__): lane 0 reads residual[row] before
 // it writes y[row].
 template <class T, bool VX>
@@ -282,13 +291,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         for (int u = 0; u < kGemvUnroll; ++u) gemv_accumulate<T, VX>(wv[u], x, (v + 32 * u) * 8, acc);
     }
     for (; v < n_vec; v += 32) gemv_accumulate<T, VX>(__ldcs(wr + v), x, v * 8, acc);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (lane == 0) {
-        float out = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
-        if (residual) out += residual[row];
-        y[row] = out;
-    }
+    acc = rowops::warp_sum(acc);
+    if (lane == 0) gemv_store(acc, row, y, bias, bias_stride, residual);
 }
 
 // ---- the staged GEMV: the input row in shared memory, rounded to T once per CTA.
@@ -369,11 +373,7 @@ __global__ void __launch_bounds__(rowops::kThreads)
         }
     }
     acc = rowops::warp_sum(acc);
-    if (lane == 0) {
-        float out = bias ? acc + bias[row * bias_stride] : acc;  // (dot + bias) + residual
-        if (residual) out += residual[row];
-        y[row] = out;
-    }
+    if (lane == 0) gemv_store(acc, row, y, bias, bias_stride, residual);
 }
 
 template <class T, MatmulInput kIn>
@@ -449,10 +449,7 @@ Status materialize_input(MatmulParams& p) {
     const TensorView in = make_view(buf, DType::kF32, {n_tokens, n_in});
     TCA_RETURN_IF_ERROR(p.input == MatmulInput::kRmsNorm ? rms_norm(RmsNormParams{p.x, p.norm_weight, in, p.norm_eps})
                                                          : swiglu(SwigluParams{p.x, p.up, in}));
-    p.x = in;
-    p.input = MatmulInput::kX;
-    p.norm_weight = TensorView{};
-    p.up = TensorView{};
+    p = matmul_of_input(p, in);
     return Status();
 }
 
