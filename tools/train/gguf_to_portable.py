@@ -167,8 +167,9 @@ def hf_name(gguf: str) -> str:
 
 def write_safetensors(path: str, named: list[tuple[str, list[int], array]]):
     """F32 safetensors: header (names sorted, as safetensors writes them) then the data."""
+    named = sorted(named, key=lambda t: t[0])
     header, off = {}, 0
-    for name, shape, x in sorted(named, key=lambda t: t[0]):
+    for name, shape, x in named:
         header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + 4 * len(x)]}
         off += 4 * len(x)
     header["__metadata__"] = {"format": "pt"}
@@ -177,7 +178,7 @@ def write_safetensors(path: str, named: list[tuple[str, list[int], array]]):
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)))
         f.write(h)
-        for _, _, x in sorted(named, key=lambda t: t[0]):
+        for _, _, x in named:
             f.write(x.tobytes())
 
 
