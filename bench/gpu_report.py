@@ -190,6 +190,30 @@ def main():
                  f"{ratio:.2f}x | ≥ {P3_SPARSE_MIN}x | {mark(ratio >= P3_SPARSE_MIN)} |")
     emit()
 
+    # The wgmma kernels' main-loop schedules (tca_gpu_bench --overlap): no target of its own;
+    # the P1/P3 ratios the overlapped schedule would give.
+    if any(r.get("bench") in ("dense_prefill_overlap", "tca_prefill_overlap") for r in ours):
+        emit("## Main-loop schedule of the wgmma kernels: serial (default) vs overlapped")
+        emit()
+        emit("Both schedules give bitwise the same output (checked before timing). "
+             "vs cuDNN = cuDNN ms / ours ms (for TCA, the whole chain: P1's speedup).")
+        emit()
+        emit("| L | kernel | serial ms | overlapped ms | overlapped / serial speed | "
+             "serial vs cuDNN | overlapped vs cuDNN |")
+        emit("|---|---|---|---|---|---|---|")
+        for L in lengths:
+            c = ms(get(p, "cudnn_prefill", L))
+            pairs = [("dense", get(o, "dense_prefill", L), get(o, "dense_prefill_overlap", L))]
+            pairs += [(f"TCA, keep {k:g}", get(o, "tca_prefill", L, k),
+                       get(o, "tca_prefill_overlap", L, k)) for k in keeps]
+            for name, a, b in pairs:
+                if a is None or b is None:
+                    continue
+                emit(f"| {human_len(L)} | {name} | {ms(a):.3f} | {ms(b):.3f} | "
+                     f"{ms(a) / ms(b):.3f}x | {fmt(None if c is None else c / ms(a), '.2f')}x | "
+                     f"{fmt(None if c is None else c / ms(b), '.2f')}x |")
+        emit()
+
     # P4
     copy = get(o, "copy", 0) or get(p, "torch_copy", 0)
     copy_bw = None if copy is None else copy.get("gbps")

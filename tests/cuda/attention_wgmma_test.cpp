@@ -4,8 +4,9 @@
 // V, P rounded to bf16) + 8 float32 ulps of max |out|. GQA 4, bf16 K/V, head_dim 128 and 64,
 // q_pos0 0 and offsets. The kernels are called directly (not through the dispatch, which falls
 // back to the mma.sync kernel where wgmma is unsupported), and compared with the mma.sync
-// kernel (backend/cuda/attention_prefill.h) on a long sparse prefill. Skips without a compute
-// capability 9.0 device.
+// kernel (backend/cuda/attention_prefill.h) on a long sparse prefill. Every case also runs the
+// main loop's overlapped schedule, whose output must be bitwise the serial schedule's. Skips
+// without a compute capability 9.0 device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -36,6 +37,25 @@ namespace {
             GTEST_SKIP() << "needs a compute capability 9.0 device";                        \
         }                                                                                   \
     } while (0)
+#endif
+
+#if TCA_HAVE_CUDA
+// Runs fn with the main loop's overlapped schedule (attention_wgmma.h), then restores the one
+// selected before.
+template <class F>
+Status with_overlap(F&& fn) {
+    const bool before = cuda::attention_wgmma_overlap();
+    cuda::set_attention_wgmma_overlap(true);
+    Status st = fn();
+    cuda::set_attention_wgmma_overlap(before);
+    return st;
+}
+
+// The overlapped schedule's output `over` is bitwise the serial schedule's `serial`.
+void expect_same_schedules(const Buf& over, const Buf& serial, const std::string& what) {
+    EXPECT_TRUE(over.canaries_intact(what + " (overlapped schedule)"));
+    EXPECT_TRUE(all_equal(over, serial, what + ": overlapped vs serial schedule"));
+}
 #endif
 
 // got within the FA3 bound of ref, sized by the naive_lowp output `naive`.
@@ -88,10 +108,17 @@ TEST_P(AttentionWgmmaParity, MatchesFloat64) {
     p.out = naive.view();
     ASSERT_TRUE(run(Backend::kNaiveLowp, p).ok());
     p.out = got.view();
-    const Status st = run_staged_on_cuda_with(p, &cuda::attention_dense_wgmma);
+    cuda::set_attention_wgmma_overlap(false);
+    Status st = run_staged_on_cuda_with(p, &cuda::attention_dense_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_TRUE(got.canaries_intact("wgmma out"));
     expect_fa3_vs(got, naive, ref, "attention_dense_wgmma.out");
+    Buf over(DType::kF32, {hq, c.n_q, c.d});
+    over.fill_poison();
+    p.out = over.view();
+    st = with_overlap([&] { return run_staged_on_cuda_with(p, &cuda::attention_dense_wgmma); });
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    expect_same_schedules(over, got, "attention_dense_wgmma.out");
 #else
     GTEST_SKIP() << "built without CUDA";
 #endif
@@ -186,11 +213,20 @@ TEST_P(SparsePrefillWgmmaParity, MatchesFloat64) {
     ASSERT_TRUE(st.ok()) << st.to_string();
     st = run(Backend::kNaiveLowp, sparse_params(s, c.q_pos0, c.b, c.w, naive));
     ASSERT_TRUE(st.ok()) << st.to_string();
+    cuda::set_attention_wgmma_overlap(false);
     st = run_staged_on_cuda_with(sparse_params(s, c.q_pos0, c.b, c.w, got),
                                  &cuda::sparse_prefill_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_TRUE(got.canaries_intact("wgmma out"));
     expect_fa3_vs(got, naive, ref, "sparse_prefill_wgmma.out");
+    Buf over(DType::kF32, {hq, c.n_q, c.d});
+    over.fill_poison();
+    st = with_overlap([&] {
+        return run_staged_on_cuda_with(sparse_params(s, c.q_pos0, c.b, c.w, over),
+                                       &cuda::sparse_prefill_wgmma);
+    });
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    expect_same_schedules(over, got, "sparse_prefill_wgmma.out");
 #else
     GTEST_SKIP() << "built without CUDA";
 #endif
@@ -220,8 +256,9 @@ INSTANTIATE_TEST_SUITE_P(
 // ---- sparse_prefill: wgmma vs the mma.sync kernel on a long prompt ---------------------------
 
 // L 16384, 32/8 heads, d 128, b 128, w 4096, 20% of the candidate positions: the two kernels
-// agree within 2e-2 with no NaN/inf, and the public dispatch (ops::sparse_prefill on CUDA) is
-// the wgmma kernel on this device (bitwise the same output).
+// agree within 2e-2 with no NaN/inf, the public dispatch (ops::sparse_prefill on CUDA) is the
+// wgmma kernel on this device (bitwise the same output), and the overlapped schedule gives
+// bitwise the serial schedule's output.
 TEST(SparsePrefillWgmma, MatchesMmaKernelLong) {
 #if TCA_HAVE_CUDA
     TCA_SKIP_WITHOUT_WGMMA();
@@ -230,10 +267,13 @@ TEST(SparsePrefillWgmma, MatchesMmaKernelLong) {
     Rng rng(20240917);
     SparseInputs s;
     ASSERT_TRUE(make_sparse_inputs(hq, hkv, L, L, d, b, w, 0.2, rng, &s).ok());
-    Buf wg(DType::kF32, {hq, L, d}), mma(DType::kF32, {hq, L, d}), disp(DType::kF32, {hq, L, d});
+    Buf wg(DType::kF32, {hq, L, d}), mma(DType::kF32, {hq, L, d}), disp(DType::kF32, {hq, L, d}),
+        over(DType::kF32, {hq, L, d});
     wg.fill_poison();
     mma.fill_poison();
     disp.fill_poison();
+    over.fill_poison();
+    cuda::set_attention_wgmma_overlap(false);
     Status st = run_staged_on_cuda_with(sparse_params(s, 0, b, w, wg), &cuda::sparse_prefill_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
     st = run_staged_on_cuda_with(sparse_params(s, 0, b, w, mma), &cuda::sparse_prefill_mma);
@@ -263,6 +303,11 @@ TEST(SparsePrefillWgmma, MatchesMmaKernelLong) {
                 static_cast<long long>(L), max_diff,
                 worst < 0 ? "-" : wg.index_string(worst).c_str());
     EXPECT_TRUE(all_equal(disp, wg, "ops::sparse_prefill(cuda) vs sparse_prefill_wgmma"));
+    st = with_overlap([&] {
+        return run_staged_on_cuda_with(sparse_params(s, 0, b, w, over), &cuda::sparse_prefill_wgmma);
+    });
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    expect_same_schedules(over, wg, "sparse_prefill_wgmma, L 16384");
 #else
     GTEST_SKIP() << "built without CUDA";
 #endif

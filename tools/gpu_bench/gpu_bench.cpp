@@ -1,7 +1,8 @@
 // tca_gpu_bench: one layer of LLaMA-3.1-8B-shaped attention on the CUDA backend, timed with CUDA
 // events (median of --reps after --warmup): our dense causal prefill (the dispatch, i.e. the
 // wgmma kernel on Hopper, and the mma.sync kernel alone), the TCA prefill pipeline per keep rate
-// (each stage alone and the chain end to end), decode attention over a full cache and a
+// (each stage alone and the chain end to end), both again with the wgmma kernels' overlapped
+// main-loop schedule (--overlap: *_overlap rows, checked bitwise), decode attention over a full cache and a
 // device-to-device copy as the bandwidth ceiling. One JSON line per result (--out), a short
 // table at the end; bench/gpu_peer.py measures the PyTorch peers in the same run and
 // bench/gpu_report.py turns both files into the P1-P4/P8 ratios (docs/performance.md).
@@ -53,6 +54,7 @@ struct Options {
     std::string out;
     std::string git_sha = "unknown";
     bool dense = true, tca = true, decode = true, matmul = true;
+    bool overlap = true;  // also the wgmma kernels' overlapped main-loop schedule
 };
 
 struct Stats {
@@ -326,6 +328,25 @@ Result<OutputDiff> compare_outputs(const Options& o, int64_t L, const TensorView
     return d;
 }
 
+// Selects the wgmma kernels' main-loop schedule (attention_wgmma.h) for its lifetime.
+struct OverlapScope {
+    bool before;
+    explicit OverlapScope(bool on) : before(cuda::attention_wgmma_overlap()) {
+        cuda::set_attention_wgmma_overlap(on);
+    }
+    ~OverlapScope() { cuda::set_attention_wgmma_overlap(before); }
+    OverlapScope(const OverlapScope&) = delete;
+    OverlapScope& operator=(const OverlapScope&) = delete;
+};
+
+// The device tensor's bytes, on the host.
+Result<std::vector<uint8_t>> host_bytes(const DevTensor& t) {
+    std::vector<uint8_t> h(t.buf.bytes());
+    TCA_RETURN_IF_ERROR(cuda::synchronize());
+    TCA_RETURN_IF_ERROR(cuda::copy_to_host(h.data(), t.buf.get(), h.size()));
+    return h;
+}
+
 // dense_prefill: ops::attention_dense, i.e. the public dispatch (the Hopper wgmma kernel where
 // it applies, attention_wgmma.h; else the mma.sync kernel). Before timing, its output is
 // compared with the mma.sync kernel alone (cuda::attention_dense_mma, attention_prefill.h) on
@@ -333,6 +354,7 @@ Result<OutputDiff> compare_outputs(const Options& o, int64_t L, const TensorView
 // or any value is NaN/inf. Extra fields: max_abs_err_vs_mma and wgmma (1 when the dispatch
 // runs the wgmma kernel on this device).
 Status bench_dense(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
+    OverlapScope scope(false);  // the serial main-loop schedule (the default)
     AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
     TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
     TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
@@ -375,6 +397,33 @@ Status bench_dense_mma(const Options& o, int64_t L, PrefillInputs& in, Recorder&
     TCA_RETURN_IF_ERROR(check_finite(in.out.view, "attention_dense_mma"));
     TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return cuda::attention_dense_mma(p); }));
     Row r{"dense_prefill_mma", L, -1, t, {}, ""};
+    r.extra.emplace_back("flops", causal_flops(o, L));
+    r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
+    rec.add(std::move(r));
+    return Status();
+}
+
+// dense_prefill_overlap: the dispatch with the wgmma kernel's overlapped main-loop schedule
+// (TCA_CUDA_WGMMA_OVERLAP=1): its output must be bitwise the serial schedule's (the row fails
+// otherwise), then timed like dense_prefill. Skipped where the wgmma kernel does not run.
+Status bench_dense_overlap(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
+    if (!cuda::attention_wgmma_available()) return Status();
+    AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
+    std::vector<uint8_t> serial;
+    {
+        OverlapScope scope(false);
+        TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
+        TCA_ASSIGN_OR_RETURN(serial, host_bytes(in.out));
+    }
+    OverlapScope scope(true);
+    TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
+    TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
+    TCA_ASSIGN_OR_RETURN(std::vector<uint8_t> over, host_bytes(in.out));
+    if (over != serial) {
+        return device_error("dense_prefill_overlap: output is not bitwise the serial schedule's");
+    }
+    TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return ops::attention_dense(Device::kCuda, p); }));
+    Row r{"dense_prefill_overlap", L, -1, t, {}, "bitwise equal to the serial schedule"};
     r.extra.emplace_back("flops", causal_flops(o, L));
     r.extra.emplace_back("tflops", causal_flops(o, L) / (t.median_ms * 1e-3) / 1e12);
     rec.add(std::move(r));
@@ -481,9 +530,13 @@ Status sparse_work(const Options& o, int64_t L, TcaWorkspace& w, double* flops, 
     return Status();
 }
 
+// overlap: the row "tca_prefill_overlap", the same chain with the wgmma kernel's overlapped
+// main-loop schedule, whose output must be bitwise the serial schedule's.
 Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& in,
-                 TcaWorkspace& w, double dense_flops, Recorder& rec) {
+                 TcaWorkspace& w, double dense_flops, Recorder& rec, bool overlap = false) {
     const int64_t b = o.block_size, n = w.n;
+    const char* bench = overlap ? "tca_prefill_overlap" : "tca_prefill";
+    if (overlap && (n == 0 || !cuda::attention_wgmma_available())) return Status();
     if (n == 0) {  // the whole prompt is local band: TCA is the dense fallback (tca-method M3)
         AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
         TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return ops::attention_dense(Device::kCuda, p); }));
@@ -507,6 +560,13 @@ Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& i
         for (auto& [name, f] : stages.list) TCA_RETURN_IF_ERROR(f());
         return Status();
     };
+    std::vector<uint8_t> serial;
+    if (overlap) {
+        OverlapScope scope(false);
+        TCA_RETURN_IF_ERROR(run_all());
+        TCA_ASSIGN_OR_RETURN(serial, host_bytes(in.out));
+    }
+    OverlapScope scope(overlap);
     // One checked run first: poisoned output fully written, selection consistent.
     TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
     for (auto& [name, f] : stages.list) {
@@ -514,13 +574,19 @@ Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& i
     }
     TCA_RETURN_IF_ERROR(cuda::synchronize());
     TCA_RETURN_IF_ERROR(check_finite(in.out.view, "tca prefill"));
+    if (overlap) {
+        TCA_ASSIGN_OR_RETURN(std::vector<uint8_t> over, host_bytes(in.out));
+        if (over != serial) {
+            return device_error("tca_prefill_overlap: output is not bitwise the serial schedule's");
+        }
+    }
     double useful_flops = 0, kept = 0;
     TCA_RETURN_IF_ERROR(sparse_work(o, L, w, &useful_flops, &kept));
 
     // End to end: the chain back to back, no synchronisation between stages.
     TCA_ASSIGN_OR_RETURN(Stats total, time_region(o, run_all));
     // Each stage alone (the inputs it reads are the previous run's outputs, unchanged).
-    Row r{"tca_prefill", L, keep_rate, total, {}, ""};
+    Row r{bench, L, keep_rate, total, {}, ""};
     double stage_sum = 0, selection = 0, attend = 0;
     for (auto& [name, f] : stages.list) {
         TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, f));
@@ -541,7 +607,8 @@ Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& i
     r.extra.emplace_back("useful_flops", useful_flops);
     r.extra.emplace_back("useful_tflops", useful_flops / (attend * 1e-3) / 1e12);
     r.extra.emplace_back("flop_ratio_vs_dense", dense_flops / useful_flops);
-    r.note = "psi uploaded before timing";
+    r.note = overlap ? "psi uploaded before timing; bitwise equal to the serial schedule"
+                     : "psi uploaded before timing";
     rec.add(std::move(r));
     return Status();
 }
@@ -740,6 +807,9 @@ int run(int argc, char** argv) {
     flags.add_bool("dense", &o.dense, "run the dense prefill rows");
     flags.add_bool("tca", &o.tca, "run the TCA prefill rows");
     flags.add_bool("decode", &o.decode, "run the decode and copy rows");
+    flags.add_bool("overlap", &o.overlap, "also run the dense and TCA prefill rows with the wgmma kernel's "
+                   "overlapped main-loop schedule (dense_prefill_overlap, tca_prefill_overlap; each "
+                   "checked bitwise against the serial schedule)");
     flags.add_bool("matmul", &o.matmul, "run the decode-shaped matmul rows (the staged and the register GEMV "
                    "kernels for one row, and cuBLAS)");
     flags.add_int("ffn", &o.ffn, "MLP width of the matmul rows");
@@ -803,6 +873,11 @@ int run(int argc, char** argv) {
             if (Status s = bench_dense_mma(o, L, *in, rec); !s.ok()) {
                 rec.fail(tag("dense_prefill_mma", L, -1), s);
             }
+            if (o.overlap) {
+                if (Status s = bench_dense_overlap(o, L, *in, rec); !s.ok()) {
+                    rec.fail(tag("dense_prefill_overlap", L, -1), s);
+                }
+            }
         }
         if (o.tca) {
             auto w = make_tca_workspace(o, L);
@@ -813,6 +888,10 @@ int run(int argc, char** argv) {
             for (double k : *keeps) {
                 if (Status s = bench_tca(o, L, k, *in, *w, causal_flops(o, L), rec); !s.ok()) {
                     rec.fail(tag("tca_prefill", L, k), s);
+                }
+                if (!o.overlap) continue;
+                if (Status s = bench_tca(o, L, k, *in, *w, causal_flops(o, L), rec, true); !s.ok()) {
+                    rec.fail(tag("tca_prefill_overlap", L, k), s);
                 }
             }
         }

@@ -12,6 +12,9 @@
 //   online softmax in f32 registers (exp2, scale * log2 e folded), masks as attention_prefill.cu
 //   O[64, DP]  += P V       wgmma m64n64k16 per 64-column half, A = P (registers, bf16),
 //                           B = V (smem, MN-major: transposed B)
+// Two schedules of the main loop (see there): serial (the default) and overlapped, where each
+// warpgroup computes the softmax of tile i while the P V product of tile i - 1 runs
+// (TCA_CUDA_WGMMA_OVERLAP=1; bitwise the same output).
 // Q is converted f32 -> bf16 into shared memory once per CTA. O / l is stored as f32.
 // The file is compiled for sm_90a only (CMakeLists.txt, TCA_SM90A_SOURCES); without
 // __CUDA_ARCH_FEAT_SM90_ALL the kernel body is empty, and the host side launches only on a
@@ -19,8 +22,11 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "backend/cuda/attention_wgmma.h"
 #include "backend/cuda/cuda_check.cuh"
@@ -72,8 +78,10 @@ __device__ __forceinline__ void wgmma_fence() {
 __device__ __forceinline__ void wgmma_commit() {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wgmma_wait0() {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+// Waits until at most N committed wgmma groups of this warpgroup are still in flight.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 // Keeps the compiler from touching accumulator registers across an in-flight wgmma.
 template <int N>
@@ -194,7 +202,7 @@ __device__ __forceinline__ uint32_t swz_off(int rows, int r, int c) {
 }
 #endif
 
-template <int DP, bool kSparse>
+template <int DP, bool kSparse, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a) {
 #if TCA_WGMMA_DEVICE
     using Cfg = WgConfig<DP>;
@@ -260,34 +268,30 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
         wg_b0_min = wg_visible_blocks(wg_qp_first, a.local_window, b, a.n_blocks) * b;
     }
 
-    // ---- async load of KV tile t into buffer buf ---------------------------------------------
-    auto load_tile = [&](int t, int buf) {
+    // ---- async loads of the K or V rows of KV tile t into a buffer ----------------------------
+    // Tile t is global slots [t * kBN, ...) for t < n_gtiles, else band rows; rows past the
+    // tile's end are zero-filled.
+    auto load_rows = [&](int t, bool is_v, uint32_t dst) {
         const bool global = t < n_gtiles;
-        const __nv_bfloat16* kb = global ? a.kg + kvh * a.kg_s0 : a.k + kvh * a.k_s0;
-        const __nv_bfloat16* vb = global ? a.vg + kvh * a.vg_s0 : a.v + kvh * a.v_s0;
-        const int64_t ks1 = global ? a.kg_s1 : a.k_s1;
-        const int64_t vs1 = global ? a.vg_s1 : a.v_s1;
+        const __nv_bfloat16* src = global ? (is_v ? a.vg + kvh * a.vg_s0 : a.kg + kvh * a.kg_s0)
+                                          : (is_v ? a.v + kvh * a.v_s0 : a.k + kvh * a.k_s0);
+        const int64_t s1 = global ? (is_v ? a.vg_s1 : a.kg_s1) : (is_v ? a.v_s1 : a.k_s1);
         const int64_t row0 = global ? static_cast<int64_t>(t) * kBN
                                     : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
-        const int64_t row_end = global ? ng_hi : band_hi;  // rows past it are zero-filled
-        const uint32_t skb = sk + buf * Cfg::kTileBytes;
-        const uint32_t svb = sv + buf * Cfg::kTileBytes;
+        const int64_t row_end = global ? ng_hi : band_hi;
 #pragma unroll
         for (int i = 0; i < kBN * kChunks / kThreads; ++i) {
             const int idx = tid + i * kThreads;
             const int r = idx / kChunks, c = idx % kChunks;
             const int64_t row = row0 + r;
             const bool ok = row < row_end;
-            const __nv_bfloat16* ksrc = ok ? kb + row * ks1 + c * 8 : a.k;
-            const __nv_bfloat16* vsrc = ok ? vb + row * vs1 + c * 8 : a.v;
-            const uint32_t off = swz_off(kBN, r, c);
-            cp_async16(skb + off, ksrc, ok ? 16 : 0);
-            cp_async16(svb + off, vsrc, ok ? 16 : 0);
+            cp_async16(dst + swz_off(kBN, r, c), ok ? src + row * s1 + c * 8 : a.k, ok ? 16 : 0);
         }
     };
 
     if (n_tiles > 0) {
-        load_tile(0, 0);
+        load_rows(0, false, sk);
+        if constexpr (!kOverlap) load_rows(0, true, sv);
         cp_async_commit();
     }
 
@@ -319,47 +323,75 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
     const float c2 = a.scale_log2;
     const uint32_t q_wg = sq + wg * 64 * 128;  // this warpgroup's 64 rows in each half
 
-    for (int t = 0; t < n_tiles; ++t) {
-        const int buf = t & 1;
+    // Two schedules of the same per-tile steps (same operations in the same order, so the
+    // outputs are bitwise equal; tests/cuda/attention_wgmma_test.cpp checks it). K_t always
+    // sits in K buffer t & 1 and V_t in V buffer t & 1.
+    //  - serial (kOverlap false, the default): iteration t waits for K_t and V_t, loads K_{t+1}
+    //    and V_{t+1}, then S_t = Q K_t^T, its softmax, and O += P_t V_t, each product waited
+    //    for before the next step. A tile none of a warpgroup's rows see is skipped.
+    //  - overlapped (kOverlap true; the FlashAttention-3 intra-warpgroup pipeline): iteration t
+    //    issues S_t and then O += P_{t-1} V_{t-1} (P of the previous tile, still in registers)
+    //    and computes the softmax of S_t while that product runs on the tensor cores; O is
+    //    rescaled once it has landed. Iteration t waits for K_t and V_{t-1} and loads K_{t+1}
+    //    and V_t into the buffers iteration t - 1 finished with. The first tile (no P yet) and
+    //    the last product (no S) are peeled off the loop so that every wgmma sits on a
+    //    CTA-uniform path (ptxas serializes a wgmma under a branch it cannot prove uniform), and
+    //    a tile none of a warpgroup's rows see is computed anyway, fully masked (it changes
+    //    nothing: P is exactly 0, and alpha exactly 1, or O still 0): at most one or two edge
+    //    tiles per CTA. Not yet run on a GPU: TCA_CUDA_WGMMA_OVERLAP=1 or
+    //    set_attention_wgmma_overlap(true) selects it.
+    uint32_t pa[8][4];
+    float s[64];
+
+    auto sync_and_load = [&](int t) {  // K_t and V_{t-1} landed; iteration t - 1 is done
         cp_async_wait<0>();
         fence_proxy_async();
-        __syncthreads();  // tile t landed; every warpgroup is done with tile t - 1
-        if (t + 1 < n_tiles) {
-            load_tile(t + 1, buf ^ 1);
-            cp_async_commit();
-        }
-
-        const bool global = t < n_gtiles;
-        const int64_t kv0 = global ? static_cast<int64_t>(t) * kBN
-                                   : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
-        bool skip;  // this warpgroup's rows see nothing in the tile (warpgroup-uniform)
-        if (global) {
-            skip = kv0 >= wg_hi;
-        } else {
-            skip = kv0 > wg_qp_last || kv0 + kBN <= wg_b0_min;
-        }
-        if (skip) continue;
-
-        const uint32_t skb = sk + buf * Cfg::kTileBytes;
-        const uint32_t svb = sv + buf * Cfg::kTileBytes;
-
-        // S = Q K^T
-        float s[64];
-        wgmma_fence();
+        __syncthreads();
+        if (t + 1 < n_tiles) load_rows(t + 1, false, sk + ((t + 1) & 1) * Cfg::kTileBytes);
+        if (t < n_tiles) load_rows(t, true, sv + (t & 1) * Cfg::kTileBytes);
+        cp_async_commit();
+    };
+    auto issue_s = [&](int t) {  // S = Q K_t^T
+        const uint32_t skb = sk + (t & 1) * Cfg::kTileBytes;
 #pragma unroll
         for (int kk = 0; kk < KS; ++kk) {
-            const uint32_t koff = (kk & 3) << 5;  // 16 columns = 32 bytes within the 128-byte row
+            const uint32_t koff = (kk & 3) << 5;  // 16 columns = 32 bytes of a 128-byte row
             const uint64_t da = smem_desc(q_wg + (kk >> 2) * (kBM * 128) + koff, 1024, 1024);
             const uint64_t db = smem_desc(skb + (kk >> 2) * (kBN * 128) + koff, 1024, 1024);
             wgmma_ss_n128(s, da, db, kk > 0 ? 1 : 0);
         }
         wgmma_commit();
-        wgmma_wait0();
+    };
+    auto issue_pv = [&](int t) {  // O += P_t V_t
+        const uint32_t svb = sv + (t & 1) * Cfg::kTileBytes;
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+#pragma unroll
+            for (int hf = 0; hf < NH; ++hf) {
+                const uint64_t db = smem_desc(svb + hf * (kBN * 128) + kk * (16 * 128), 1024, 1024);
+                wgmma_rs_n64_tb(o[hf], pa[kk], db);
+            }
+        }
+        wgmma_commit();
+    };
+    auto pv_landed = [&] {  // after the wait for the product: o is final, pa may be reused
+#pragma unroll
+        for (int hf = 0; hf < NH; ++hf) reg_fence(o[hf]);
+#pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+            asm volatile("" ::"r"(pa[kk][0]), "r"(pa[kk][1]), "r"(pa[kk][2]), "r"(pa[kk][3]));
+        }
+    };
+    // Masks S_t, updates the running max and sum, turns S into exp values; returns the factor
+    // O must be scaled by.
+    auto softmax = [&](int t, float& alphaA, float& alphaB) {
         reg_fence(s);
-
+        const bool global = t < n_gtiles;
+        const int64_t kv0 = global ? static_cast<int64_t>(t) * kBN
+                                   : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
         bool need_mask;
         if (global) {
-            need_mask = kv0 + kBN > ng_lo;
+            need_mask = kv0 + kBN > ng_lo || kv0 >= wg_hi;
         } else {
             need_mask = kv0 < band0_last || kv0 + kBN - 1 > qp_first;
         }
@@ -382,8 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
                 }
             }
         }
-        // Online softmax: rows A = g, B = g + 8 of the warp; the 4 lanes of a row reduce by
-        // shuffles.
+        // Rows A = g, B = g + 8 of the warp; the 4 lanes of a row reduce by shuffles.
         float mxA = mA, mxB = mB;
 #pragma unroll
         for (int j = 0; j < 16; ++j) {
@@ -397,8 +428,8 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
         }
         const float baseA = (mxA == -INFINITY) ? 0.0f : mxA * c2;
         const float baseB = (mxB == -INFINITY) ? 0.0f : mxB * c2;
-        const float alphaA = exp2f(mA * c2 - baseA);  // 0 when mA = -inf
-        const float alphaB = exp2f(mB * c2 - baseB);
+        alphaA = exp2f(mA * c2 - baseA);  // 0 when mA = -inf
+        alphaB = exp2f(mB * c2 - baseB);
         mA = mxA;
         mB = mxB;
         float sumA = 0.0f, sumB = 0.0f;
@@ -413,6 +444,10 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
         }
         lA = lA * alphaA + sumA;
         lB = lB * alphaB + sumB;
+    };
+    // O *= alpha, then P (bf16) as the A fragments of 8 key steps (the accumulator layout of
+    // two n8 blocks is the A layout of one k16 step).
+    auto rescale_and_pack = [&](float alphaA, float alphaB) {
 #pragma unroll
         for (int hf = 0; hf < NH; ++hf) {
 #pragma unroll
@@ -423,9 +458,6 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
                 o[hf][4 * j + 3] *= alphaB;
             }
         }
-        // P as the A fragments of 8 key steps (the accumulator layout of two n8 blocks is the
-        // A layout of one k16 step).
-        uint32_t pa[8][4];
 #pragma unroll
         for (int kk = 0; kk < 8; ++kk) {
             pa[kk][0] = pack_bf16(s[8 * kk], s[8 * kk + 1]);
@@ -433,23 +465,60 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
             pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
             pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
         }
-        // O += P V
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 8; ++kk) {
-#pragma unroll
-            for (int hf = 0; hf < NH; ++hf) {
-                const uint64_t db = smem_desc(svb + hf * (kBN * 128) + kk * (16 * 128), 1024, 1024);
-                wgmma_rs_n64_tb(o[hf], pa[kk], db);
+    };
+
+    if constexpr (kOverlap) {
+        if (n_tiles > 0) {
+            float alphaA, alphaB;
+            sync_and_load(0);
+            wgmma_fence();
+            issue_s(0);
+            wgmma_wait<0>();
+            softmax(0, alphaA, alphaB);
+            rescale_and_pack(alphaA, alphaB);
+            for (int t = 1; t < n_tiles; ++t) {
+                sync_and_load(t);
+                wgmma_fence();
+                issue_s(t);
+                issue_pv(t - 1);
+                wgmma_wait<1>();  // S_t landed; P_{t-1} V_{t-1} may still run
+                softmax(t, alphaA, alphaB);
+                wgmma_wait<0>();
+                pv_landed();
+                rescale_and_pack(alphaA, alphaB);
             }
+            sync_and_load(n_tiles);  // V_{n-1} landed
+            wgmma_fence();
+            issue_pv(n_tiles - 1);
+            wgmma_wait<0>();
+            pv_landed();
         }
-        wgmma_commit();
-        wgmma_wait0();
-#pragma unroll
-        for (int hf = 0; hf < NH; ++hf) reg_fence(o[hf]);
-#pragma unroll
-        for (int kk = 0; kk < 8; ++kk) {
-            asm volatile("" ::"r"(pa[kk][0]), "r"(pa[kk][1]), "r"(pa[kk][2]), "r"(pa[kk][3]));
+    } else {
+        for (int t = 0; t < n_tiles; ++t) {
+            cp_async_wait<0>();
+            fence_proxy_async();
+            __syncthreads();  // tile t landed; every warpgroup is done with tile t - 1
+            if (t + 1 < n_tiles) {
+                load_rows(t + 1, false, sk + ((t + 1) & 1) * Cfg::kTileBytes);
+                load_rows(t + 1, true, sv + ((t + 1) & 1) * Cfg::kTileBytes);
+                cp_async_commit();
+            }
+            const bool global = t < n_gtiles;
+            const int64_t kv0 = global ? static_cast<int64_t>(t) * kBN
+                                       : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
+            // This warpgroup's rows see nothing in the tile (warpgroup-uniform).
+            const bool skip = global ? kv0 >= wg_hi : (kv0 > wg_qp_last || kv0 + kBN <= wg_b0_min);
+            if (skip) continue;
+            float alphaA, alphaB;
+            wgmma_fence();
+            issue_s(t);
+            wgmma_wait<0>();
+            softmax(t, alphaA, alphaB);
+            rescale_and_pack(alphaA, alphaB);
+            wgmma_fence();
+            issue_pv(t);
+            wgmma_wait<0>();
+            pv_landed();
         }
     }
 
@@ -514,10 +583,17 @@ Status check_supported(const TensorView& q, const TensorView& k, const TensorVie
     return Status();
 }
 
-template <int DP, bool kSparse>
-Status launch_wgmma(WgArgs a, const char* op) {
+// The schedule of the main loop (see the kernel): TCA_CUDA_WGMMA_OVERLAP=1 in the environment
+// starts a process with the overlapped one.
+std::atomic<bool> g_overlap{[] {
+    const char* e = std::getenv("TCA_CUDA_WGMMA_OVERLAP");
+    return e != nullptr && std::string_view(e) == "1";
+}()};
+
+template <int DP, bool kSparse, bool kOverlap>
+Status launch_wgmma_as(WgArgs a, const char* op) {
     using Cfg = WgConfig<DP>;
-    auto kernel = attn_wgmma_kernel<DP, kSparse>;
+    auto kernel = attn_wgmma_kernel<DP, kSparse, kOverlap>;
     static PerDevice<cudaError_t> attr;  // the attribute is per device
     const cudaError_t attr_err = attr.get([&] {
         return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -529,6 +605,12 @@ Status launch_wgmma(WgArgs a, const char* op) {
     if (grid > 0x7fffffff) return unsupported("%s (wgmma): grid too large", op);
     kernel<<<static_cast<unsigned>(grid), kThreads, Cfg::kSmemBytes, cu_stream()>>>(a);
     return launch_status(op);
+}
+
+template <int DP, bool kSparse>
+Status launch_wgmma(const WgArgs& a, const char* op) {
+    return g_overlap.load() ? launch_wgmma_as<DP, kSparse, true>(a, op)
+                            : launch_wgmma_as<DP, kSparse, false>(a, op);
 }
 
 void fill_common(WgArgs& a, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -553,6 +635,9 @@ void fill_common(WgArgs& a, const TensorView& q, const TensorView& k, const Tens
 
 }  // namespace
 
+void set_attention_wgmma_overlap(bool on) { g_overlap.store(on); }
+bool attention_wgmma_overlap() { return g_overlap.load(); }
+
 bool attention_wgmma_available() {
     static const bool ok = [] {
         int dev = 0, major = 0, minor = 0;
@@ -564,7 +649,7 @@ bool attention_wgmma_available() {
         if (major != 9 || minor != 0) return false;
         // The file is built for sm_90a alone (CMakeLists.txt): the image loads on 9.0 only.
         cudaFuncAttributes fa{};
-        const cudaError_t e = cudaFuncGetAttributes(&fa, attn_wgmma_kernel<128, false>);
+        const cudaError_t e = cudaFuncGetAttributes(&fa, attn_wgmma_kernel<128, false, false>);
         if (e != cudaSuccess) {
             (void)cudaGetLastError();  // not sticky: clear it so later launches do not see it
             return false;

@@ -14,6 +14,12 @@ namespace tca::cuda {
 // True when the sm_90a kernel image is present and the current device can run it.
 bool attention_wgmma_available();
 
+// The main loop's schedule (attention_wgmma.cu): serial (the default) or the intra-warpgroup
+// overlap of the softmax with the P V product; both give bitwise the same output. The
+// environment variable TCA_CUDA_WGMMA_OVERLAP=1 starts a process with the overlap.
+void set_attention_wgmma_overlap(bool on);
+bool attention_wgmma_overlap();
+
 Status attention_dense_wgmma(const AttentionDenseParams& p);
 Status sparse_prefill_wgmma(const SparsePrefillParams& p);
 
