@@ -347,6 +347,24 @@ Result<std::vector<uint8_t>> host_bytes(const DevTensor& t) {
     return h;
 }
 
+// Runs `run` (writing `out`) with the serial, then the overlapped main-loop schedule; fails
+// unless the two outputs are bitwise equal. Leaves the overlapped output in `out`.
+Status check_schedules_equal(const DevTensor& out, const std::function<Status()>& run,
+                             const char* what) {
+    std::vector<uint8_t> serial;
+    {
+        OverlapScope scope(false);
+        TCA_RETURN_IF_ERROR(run());
+        TCA_ASSIGN_OR_RETURN(serial, host_bytes(out));
+    }
+    OverlapScope scope(true);
+    TCA_RETURN_IF_ERROR(cuda::fill_bytes(out.buf.get(), 0xff, out.buf.bytes()));
+    TCA_RETURN_IF_ERROR(run());
+    TCA_ASSIGN_OR_RETURN(std::vector<uint8_t> over, host_bytes(out));
+    if (over != serial) return device_error("%s: output is not bitwise the serial schedule's", what);
+    return Status();
+}
+
 // dense_prefill: ops::attention_dense, i.e. the public dispatch (the Hopper wgmma kernel where
 // it applies, attention_wgmma.h; else the mma.sync kernel). Before timing, its output is
 // compared with the mma.sync kernel alone (cuda::attention_dense_mma, attention_prefill.h) on
@@ -409,19 +427,9 @@ Status bench_dense_mma(const Options& o, int64_t L, PrefillInputs& in, Recorder&
 Status bench_dense_overlap(const Options& o, int64_t L, PrefillInputs& in, Recorder& rec) {
     if (!cuda::attention_wgmma_available()) return Status();
     AttentionDenseParams p{in.q.view, in.k.view, in.v.view, in.out.view, 0, 0.0f};
-    std::vector<uint8_t> serial;
-    {
-        OverlapScope scope(false);
-        TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
-        TCA_ASSIGN_OR_RETURN(serial, host_bytes(in.out));
-    }
+    TCA_RETURN_IF_ERROR(check_schedules_equal(
+        in.out, [&] { return ops::attention_dense(Device::kCuda, p); }, "dense_prefill_overlap"));
     OverlapScope scope(true);
-    TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
-    TCA_RETURN_IF_ERROR(ops::attention_dense(Device::kCuda, p));
-    TCA_ASSIGN_OR_RETURN(std::vector<uint8_t> over, host_bytes(in.out));
-    if (over != serial) {
-        return device_error("dense_prefill_overlap: output is not bitwise the serial schedule's");
-    }
     TCA_ASSIGN_OR_RETURN(Stats t, time_region(o, [&] { return ops::attention_dense(Device::kCuda, p); }));
     Row r{"dense_prefill_overlap", L, -1, t, {}, "bitwise equal to the serial schedule"};
     r.extra.emplace_back("flops", causal_flops(o, L));
@@ -560,12 +568,7 @@ Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& i
         for (auto& [name, f] : stages.list) TCA_RETURN_IF_ERROR(f());
         return Status();
     };
-    std::vector<uint8_t> serial;
-    if (overlap) {
-        OverlapScope scope(false);
-        TCA_RETURN_IF_ERROR(run_all());
-        TCA_ASSIGN_OR_RETURN(serial, host_bytes(in.out));
-    }
+    if (overlap) TCA_RETURN_IF_ERROR(check_schedules_equal(in.out, run_all, "tca_prefill_overlap"));
     OverlapScope scope(overlap);
     // One checked run first: poisoned output fully written, selection consistent.
     TCA_RETURN_IF_ERROR(cuda::fill_bytes(in.out.buf.get(), 0xff, in.out.buf.bytes()));
@@ -574,12 +577,6 @@ Status bench_tca(const Options& o, int64_t L, double keep_rate, PrefillInputs& i
     }
     TCA_RETURN_IF_ERROR(cuda::synchronize());
     TCA_RETURN_IF_ERROR(check_finite(in.out.view, "tca prefill"));
-    if (overlap) {
-        TCA_ASSIGN_OR_RETURN(std::vector<uint8_t> over, host_bytes(in.out));
-        if (over != serial) {
-            return device_error("tca_prefill_overlap: output is not bitwise the serial schedule's");
-        }
-    }
     double useful_flops = 0, kept = 0;
     TCA_RETURN_IF_ERROR(sparse_work(o, L, w, &useful_flops, &kept));
 

@@ -268,16 +268,20 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
         wg_b0_min = wg_visible_blocks(wg_qp_first, a.local_window, b, a.n_blocks) * b;
     }
 
+    // First row of KV tile t: global slot t * kBN for t < n_gtiles, else a band position.
+    auto tile_start = [&](int t) -> int64_t {
+        return t < n_gtiles ? static_cast<int64_t>(t) * kBN
+                            : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
+    };
+
     // ---- async loads of the K or V rows of KV tile t into a buffer ----------------------------
-    // Tile t is global slots [t * kBN, ...) for t < n_gtiles, else band rows; rows past the
-    // tile's end are zero-filled.
+    // Rows past the tile's end (the global list's or the band's) are zero-filled.
     auto load_rows = [&](int t, bool is_v, uint32_t dst) {
         const bool global = t < n_gtiles;
         const __nv_bfloat16* src = global ? (is_v ? a.vg + kvh * a.vg_s0 : a.kg + kvh * a.kg_s0)
                                           : (is_v ? a.v + kvh * a.v_s0 : a.k + kvh * a.k_s0);
         const int64_t s1 = global ? (is_v ? a.vg_s1 : a.kg_s1) : (is_v ? a.v_s1 : a.k_s1);
-        const int64_t row0 = global ? static_cast<int64_t>(t) * kBN
-                                    : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
+        const int64_t row0 = tile_start(t);
         const int64_t row_end = global ? ng_hi : band_hi;
 #pragma unroll
         for (int i = 0; i < kBN * kChunks / kThreads; ++i) {
@@ -387,8 +391,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
     auto softmax = [&](int t, float& alphaA, float& alphaB) {
         reg_fence(s);
         const bool global = t < n_gtiles;
-        const int64_t kv0 = global ? static_cast<int64_t>(t) * kBN
-                                   : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
+        const int64_t kv0 = tile_start(t);
         bool need_mask;
         if (global) {
             need_mask = kv0 + kBN > ng_lo || kv0 >= wg_hi;
@@ -504,8 +507,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
                 cp_async_commit();
             }
             const bool global = t < n_gtiles;
-            const int64_t kv0 = global ? static_cast<int64_t>(t) * kBN
-                                       : band_lo + static_cast<int64_t>(t - n_gtiles) * kBN;
+            const int64_t kv0 = tile_start(t);
             // This warpgroup's rows see nothing in the tile (warpgroup-uniform).
             const bool skip = global ? kv0 >= wg_hi : (kv0 > wg_qp_last || kv0 + kBN <= wg_b0_min);
             if (skip) continue;
