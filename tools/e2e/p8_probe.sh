@@ -8,7 +8,9 @@
 #     P8_NCU=1 adds the ncu pass.
 #
 # 1. tca run dense, tca, and tca with TCA_CUDA_KVC_SERIAL=1 (kv_compact's single-CTA-per-head
-#    kernel) at L, P8_REPS rounds (default 5) in alternation, and the median of each: on an
+#    kernel) and dense and tca with CUDA_MODULE_LOADING=EAGER (every kernel loaded when the context is
+#    made, so the first prompt pays no lazy loading of the TCA-only kernels) at L, P8_REPS
+#    rounds (default 5) in alternation, and the median of each: on an
 #    H100 (session 10) two runs of the same dense prompt took 419 and 548 ms, so one run per
 #    side (run_e2e.sh) cannot resolve a gap of 30 ms.
 # 2. ncu (when installed, P8_NCU=1): the GPU time of each kernel of one tca run at L, so that
@@ -32,7 +34,8 @@ args_for() {  # policy stats-file
 
 one() {  # policy rep [VAR=value for the run]
     local pol=$1 rep=$2 var=${3:-}
-    local tag=$pol${var:+-serial}
+    local tag=$pol
+    case $var in TCA_CUDA_KVC_SERIAL=*) tag=$pol-serial ;; CUDA_MODULE_LOADING=*) tag=$pol-eager ;; esac
     local stats=$DIR/p8_${tag}_${rep}.json
     rm -f "$stats"
     # shellcheck disable=SC2046
@@ -49,8 +52,10 @@ for rep in $(seq 1 "${P8_REPS:-5}"); do
     one dense "$rep"
     one tca "$rep"
     one tca "$rep" TCA_CUDA_KVC_SERIAL=1
+    one dense "$rep" CUDA_MODULE_LOADING=EAGER
+    one tca "$rep" CUDA_MODULE_LOADING=EAGER
 done
-for tag in dense tca tca-serial; do
+for tag in dense tca tca-serial dense-eager tca-eager; do
     med=$(sort -n "$DIR/p8_$tag.ms" 2>/dev/null | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}')
     echo "p8 L=$L $tag median prefill_ms=${med:-none} over $(wc -l <"$DIR/p8_$tag.ms" 2>/dev/null || echo 0) runs" | tee -a "$LOG"
 done
