@@ -342,8 +342,9 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
     //    CTA-uniform path (ptxas serializes a wgmma under a branch it cannot prove uniform), and
     //    a tile none of a warpgroup's rows see is computed anyway, fully masked (it changes
     //    nothing: P is exactly 0, and alpha exactly 1, or O still 0): at most one or two edge
-    //    tiles per CTA. Not yet run on a GPU: TCA_CUDA_WGMMA_OVERLAP=1 or
-    //    set_attention_wgmma_overlap(true) selects it.
+    //    tiles per CTA. TCA_CUDA_WGMMA_OVERLAP=1 or set_attention_wgmma_overlap(true) selects
+    //    it. H100, session 12 (docs/perf/gpu.md): dense 3.0-3.5% faster than serial at 32K and
+    //    128K, sparse 5-8% slower, so serial stays the default.
     uint32_t pa[8][4];
     float s[64];
 
@@ -429,10 +430,17 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
             mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
             mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
         }
-        const float baseA = (mxA == -INFINITY) ? 0.0f : mxA * c2;
-        const float baseB = (mxB == -INFINITY) ? 0.0f : mxB * c2;
-        alphaA = exp2f(mA * c2 - baseA);  // 0 when mA = -inf
-        alphaB = exp2f(mB * c2 - baseB);
+        // alpha is exactly 1 when the tile leaves the max where it was: both products are
+        // rounded the same way (__fmul_rn is never contracted into an FMA, which would leave
+        // mA * c2's rounding error in the exponent and alpha = 1 +- a few ulps). So a tile
+        // none of a row's keys see changes nothing, which the overlapped schedule relies on
+        // to stay bitwise the serial one (it computes such tiles fully masked; the serial one
+        // skips them): measured on an H100 in session 12, 13 sparse cases differed from the
+        // serial schedule by 1-2 float32 ulps before this.
+        const float baseA = (mxA == -INFINITY) ? 0.0f : __fmul_rn(mxA, c2);
+        const float baseB = (mxB == -INFINITY) ? 0.0f : __fmul_rn(mxB, c2);
+        alphaA = exp2f(__fmul_rn(mA, c2) - baseA);  // 0 when mA = -inf
+        alphaB = exp2f(__fmul_rn(mB, c2) - baseB);
         mA = mxA;
         mB = mxB;
         float sumA = 0.0f, sumB = 0.0f;
