@@ -205,6 +205,9 @@ def main():
                     "are slower than dense: splitting finishes them before the deadline; needs --task all)")
     ap.add_argument("--taus", default="0.9,0.7,0.5", help="tau values calibrated on the KJV (the first is "
                     "also calibrated on Brown and the task prompts)")
+    ap.add_argument("--budget-file", default="", help="an existing budget file (e.g. the shipped one) for "
+                    "the main tca runs instead of calibrating: no calibration runs, so no tau sweep, "
+                    "calibration domains or paper calibration")
     a = ap.parse_args()
     if a.jobs < 4:
         ap.error("--jobs must be >= 4 (the baselines wait for the tca run)")
@@ -242,13 +245,22 @@ def main():
         [("kjv", "kjv", t, cal_args) for t in taus[1:]]
     if cal_args:  # the paper's calibration (no --cal-args) beside them, on the KJV
         cals.append(("kjv-paper", "kjv", 0.9, []))
+    if a.budget_file:  # given: it stands for the main calibration, and none runs
+        if not os.path.isfile(a.budget_file):
+            ap.error(f"--budget-file: no such file '{a.budget_file}'")
+        cals = []
     # The calibrations run beside the evaluation jobs (dense needs no budgets): a job that reads
     # a budget file waits for its calibration (job "needs") and is skipped if it failed.
     budgets = {}  # (key, tau) -> budget file, once calibrated
     cal_done = {}  # (key, tau) -> exit code
+    if a.budget_file:
+        budgets[("kjv", tau0)] = a.budget_file
+        cal_done[("kjv", tau0)] = 0
     cond = threading.Condition()
 
     def budget_path(key, tau):
+        if a.budget_file and (key, tau) == ("kjv", tau0):
+            return a.budget_file
         return os.path.join(work, f"budgets-{key}-tau{tau}.json")
 
     def calibrate(key, dom, tau, extra):
@@ -265,8 +277,8 @@ def main():
             cal_done[(key, tau)] = rc
             cond.notify_all()
 
-    planned = {(c[0], c[2]) for c in cals}
-    cal_pool = ThreadPoolExecutor(len(cals))
+    planned = {(c[0], c[2]) for c in cals} | set(budgets)
+    cal_pool = ThreadPoolExecutor(max(1, len(cals)))
     cal_futures = [cal_pool.submit(calibrate, *c) for c in cals]
 
     # Evaluation jobs, most important first (issue 6 acceptance): dense and tca at the main
@@ -285,7 +297,8 @@ def main():
 
     job("dense-main", "dense", ctx_main, "dense", [])
     main_tca = f"tca-kjv-{tau0}"
-    tca_job(main_tca, f"tca tau{tau0} (kjv)", ctx_main, "kjv", tau0)
+    main_label = f"tca ({os.path.basename(a.budget_file)})" if a.budget_file else f"tca tau{tau0} (kjv)"
+    tca_job(main_tca, main_label, ctx_main, "kjv", tau0)
     for c in a.dense_ctx.split(","):
         if c:
             job(f"dense-{c}", "dense", c, "dense", [])
@@ -313,7 +326,7 @@ def main():
         tca_job(f"tca-{dom}-{tau0}", f"tca tau{tau0} ({dom})", ctx_main, dom, tau0)
     for c in a.dense_ctx.split(","):
         if c:
-            tca_job(f"{main_tca}-{c}", f"tca tau{tau0} (kjv)", c, "kjv", tau0)
+            tca_job(f"{main_tca}-{c}", main_label, c, "kjv", tau0)
     if a.keep > 0:
         for c in a.dense_ctx.split(","):
             if c:

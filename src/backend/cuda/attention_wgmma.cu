@@ -435,8 +435,7 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
         // mA * c2's rounding error in the exponent and alpha = 1 +- a few ulps). So a tile
         // none of a row's keys see changes nothing, which the overlapped schedule relies on
         // to stay bitwise the serial one (it computes such tiles fully masked; the serial one
-        // skips them): measured on an H100 in session 12, 13 sparse cases differed from the
-        // serial schedule by 1-2 float32 ulps before this.
+        // skips them; docs/numerics.md).
         const float baseA = (mxA == -INFINITY) ? 0.0f : __fmul_rn(mxA, c2);
         const float baseB = (mxB == -INFINITY) ? 0.0f : __fmul_rn(mxB, c2);
         alphaA = exp2f(__fmul_rn(mA, c2) - baseA);  // 0 when mA = -inf
