@@ -1,7 +1,10 @@
 // Device management (cuda_runtime.h).
 #include "backend/cuda/cuda_runtime.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <string_view>
 
 #include "backend/cuda/cuda_check.cuh"
 
@@ -10,6 +13,48 @@ namespace tca::cuda {
 namespace {
 
 double gib(size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0); }
+
+// Small host-to-device uploads go through a pinned staging ring per device: the source is
+// copied into a free slot and the copy queued on the stream, so the call returns without
+// waiting for the GPU (a synchronous upload drains the queue: the prompt end of a TCA prompt
+// kept dense uploads per layer, performance.md P8). A slot is reused once the event recorded
+// after its copy has fired; with kStageSlots slots that wait is rare.
+constexpr size_t kStageSlotBytes = 256 * 1024;
+constexpr int kStageSlots = 16;
+
+struct StageRing {
+    std::mutex mu;
+    bool tried = false;
+    char* pinned = nullptr;  // kStageSlots * kStageSlotBytes of page-locked memory, or null
+    cudaEvent_t done[kStageSlots] = {};
+    bool pending[kStageSlots] = {};
+    int next = 0;
+};
+StageRing g_stage[kMaxDevices];
+
+// The ring of the current device, made on first use; false when page-locked memory or events
+// are unavailable (the caller then copies synchronously). Called with r.mu held.
+bool stage_ready(StageRing& r) {
+    if (r.tried) return r.pinned != nullptr;
+    r.tried = true;
+    // TCA_CUDA_SYNC_UPLOADS=1: every upload waits (the behaviour before the ring; for timing it).
+    const char* env = std::getenv("TCA_CUDA_SYNC_UPLOADS");
+    if (env != nullptr && std::string_view(env) == "1") return false;
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, kStageSlotBytes * kStageSlots, cudaHostAllocDefault) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    for (cudaEvent_t& e : r.done) {
+        if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            cudaFreeHost(p);
+            return false;
+        }
+    }
+    r.pinned = static_cast<char*>(p);
+    return true;
+}
 
 }  // namespace
 
@@ -100,6 +145,22 @@ void device_free(void* p) {
 
 Status copy_to_device(void* dst, const void* src, size_t bytes) {
     if (bytes == 0) return Status();
+    if (bytes <= kStageSlotBytes) {
+        StageRing& r = g_stage[current_device()];
+        std::lock_guard<std::mutex> lock(r.mu);
+        if (stage_ready(r)) {
+            const int s = r.next;
+            r.next = (s + 1) % kStageSlots;
+            if (r.pending[s]) TCA_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(r.done[s]));
+            r.pending[s] = false;
+            char* slot = r.pinned + static_cast<size_t>(s) * kStageSlotBytes;
+            std::memcpy(slot, src, bytes);
+            TCA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, cu_stream()));
+            TCA_CUDA_RETURN_IF_ERROR(cudaEventRecord(r.done[s], cu_stream()));
+            r.pending[s] = true;
+            return Status();
+        }
+    }
     TCA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu_stream()));
     TCA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(cu_stream()));
     return Status();

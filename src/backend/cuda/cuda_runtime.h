@@ -39,6 +39,10 @@ Status synchronize();
 // 2.0 GiB (free 1.2 GiB)").
 Result<void*> device_malloc(size_t bytes);
 void device_free(void* p);
+// Host to device, ordered on the stream after every op launched. Up to 256 KiB are staged in a
+// pinned ring and the call returns without waiting for the GPU (src may be reused at once);
+// larger copies wait for their completion. TCA_CUDA_SYNC_UPLOADS=1 in the environment makes
+// every upload wait (for timing the difference).
 Status copy_to_device(void* dst, const void* src, size_t bytes);
 Status copy_to_host(void* dst, const void* src, size_t bytes);
 Status copy_on_device(void* dst, const void* src, size_t bytes);
