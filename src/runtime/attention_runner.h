@@ -50,6 +50,13 @@ public:
     const AttentionPolicy& policy() const { return policy_; }
     // Selection stage timings of TCA prefill, summed over layers (target P2).
     const TcaStageTimings& tca_timings() const { return timings_; }
+    // Forgets the stage timings and the probe's measurements (Engine::warmup).
+    void clear_measurements() {
+        timings_ = TcaStageTimings{};
+        probe_.recall.clear();
+        probe_.prefill_error.clear();
+        probe_.decode_error.clear();
+    }
     // Off: the sparse prefill runs untimed (no stage synchronisations on a device).
     void set_stage_timing(bool on) { time_stages_ = on; }
     size_t scratch_bytes() const;

@@ -367,4 +367,31 @@ void Engine::reset() {
     last_row_ = 0;
 }
 
+Status Engine::warmup(int64_t n_tokens) {
+    if (n_tokens < 0) return invalid_argument("warmup: token count must be >= 0, got %lld", static_cast<long long>(n_tokens));
+    if (n_tokens == 0) return Status();
+    if (n_past_ != 0) return invalid_argument("warmup: the engine already holds %lld tokens", static_cast<long long>(n_past_));
+    // One slot stays free for the decode step.
+    const int64_t n = std::min(n_tokens, cache_.capacity() - 1);
+    const int64_t vocab = config().n_vocab;
+    if (n < 1 || vocab < 2) return Status();
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(1 + i % (vocab - 1));
+    TCA_LOG_DEBUG("warmup: %lld tokens and one decode step", static_cast<long long>(n));
+    Status s = eval(ids, nullptr);
+    if (s.ok()) {
+        const int32_t one[1] = {ids[0]};
+        s = forward_all(one, n_past_, false, nullptr);
+        if (s.ok()) ++n_past_;
+        if (s.ok()) s = fetch_last_logits();
+    }
+    if (s.ok()) s = synchronize(opt_.device);
+    reset();
+    stats_ = EngineStats{};
+    attention_->clear_measurements();
+    for (Rank& k : ranks_) k.attention->clear_measurements();
+    if (!s.ok()) return Status(s.code(), "warmup: " + s.message());
+    return Status();
+}
+
 }  // namespace tca

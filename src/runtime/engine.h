@@ -107,6 +107,12 @@ public:
                     const std::function<bool(int32_t)>& on_token);
     // Forgets the sequence (empty cache).
     void reset();
+    // Before the first prompt: evaluates n_tokens synthetic tokens (ids 1, 2, ...) as one
+    // prompt and one decode step on the same path as a real prompt, then forgets them and the
+    // statistics, so that GPU kernels are loaded and work buffers allocated before the first
+    // timed prompt (tca run --warmup; llama.cpp warms up too). For TCA, n_tokens above the
+    // local window plus a block also runs the prompt-end selection and compaction.
+    Status warmup(int64_t n_tokens);
 
     ~Engine();
 

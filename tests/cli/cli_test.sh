@@ -41,6 +41,7 @@ expect 2 "--n-predict expects an integer, got 'abc'" -- run -m x.gguf -p hi -n a
 expect 2 "--keep must be in \(0, 1\], got 2" -- bench attention --keep 2
 expect 2 "--kv-type must be f32, f16 or bf16, got 'q4'" -- run -m x.gguf -p hi --kv-type q4
 expect 2 "--device must be cpu or cuda, got 'tpu'" -- run -m x.gguf -p hi --device tpu
+expect 2 "--warmup must be >= 0, got -3" -- run -m x.gguf -p hi --warmup -3
 expect 2 "--device must be cpu or cuda, got 'tpu'" -- calibrate -m x.gguf -f t.txt -o b.json --device tpu
 expect 2 "--device must be cpu or cuda, got 'tpu'" -- eval -m x.gguf --ctx 512 --device tpu
 # --device cuda where no GPU is usable (CI): exit 1 with one line, before the model is read —
@@ -155,6 +156,10 @@ if [ -f "$models/stories260K.gguf" ]; then
     want=", there was a little girl named Lily. She loved to play outside in the park. One day, she saw"
     if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
         fail=$((fail + 1)); echo "FAIL: run printed '$(cat "$tmp/out")'" >&2; fi
+    # --warmup runs synthetic tokens first and forgets them: the same text and prompt count.
+    expect 0 "prompt 5 tokens" -- run -m "$m" -p "Once upon a time" -n 32 --threads 1 --warmup 40
+    if [ "$(cat "$tmp/out")" = "$want" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: run --warmup 40 printed '$(cat "$tmp/out")'" >&2; fi
     # Tensor parallelism on the CPU: 2 ranks print the same greedy text; 3 does not divide
     # the model's 4 KV heads (usage error).
     expect 0 "prompt 5 tokens" -- run -m "$m" -p "Once upon a time" -n 32 --threads 2 --tensor-parallel 2

@@ -212,6 +212,38 @@ TEST_F(EngineTca, PromptKeptDenseKeepsTheSparsePrefillSelection) {
     EXPECT_GT(dropped, 0);
 }
 
+// Engine::warmup (tca run --warmup) leaves nothing behind: after warming up with a prompt long
+// enough for the prompt-end selection, a real prompt gives bitwise the logits, greedy tokens,
+// cache and statistics of a fresh engine, for dense, TCA kept dense and TCA sparse.
+TEST_F(EngineTca, WarmupLeavesNoTrace) {
+    AttentionPolicy kept_dense = tca_policy(log_gaussian_config(1.0, 1.0, 8));
+    kept_dense.min_prefill_gain = 1e6;
+    for (const AttentionPolicy& p : {AttentionPolicy{}, kept_dense, tca_policy(log_gaussian_config(0.5, 1.0, 8))}) {
+        auto fresh = make_engine(p);
+        auto warm = make_engine(p);
+        ASSERT_TRUE(warm->warmup(100).ok());
+        EXPECT_EQ(warm->n_past(), 0);
+        EXPECT_EQ(warm->stats().n_prompt_tokens, 0);
+        EXPECT_EQ(warm->stats().prefill_ms, 0.0);
+        const auto ids = fresh->tokenizer().encode(kStory, true, true);
+        std::vector<float> a, b;
+        ASSERT_TRUE(fresh->eval(ids, &a).ok());
+        ASSERT_TRUE(warm->eval(ids, &b).ok());
+        EXPECT_EQ(a, b) << attention_kind_name(p.kind);
+        EXPECT_EQ(greedy(*fresh, 24), greedy(*warm, 24));
+        EXPECT_EQ(fresh->stats().kv_bytes, warm->stats().kv_bytes);
+        EXPECT_EQ(fresh->stats().n_prompt_tokens, warm->stats().n_prompt_tokens);
+        expect_cache_well_formed(warm->cache());
+    }
+    // Longer than the context: capped (one slot stays free for the decode step); negative and
+    // after a prompt: errors.
+    auto e = make_engine(AttentionPolicy{});
+    EXPECT_TRUE(e->warmup(100000).ok());
+    EXPECT_EQ(e->warmup(-1).code(), StatusCode::kInvalidArgument);
+    ASSERT_TRUE(e->eval(e->tokenizer().encode(kStory, true, true), nullptr).ok());
+    EXPECT_EQ(e->warmup(10).code(), StatusCode::kInvalidArgument);
+}
+
 TEST(SparsePrefillGain, FullBudgetGainsNothingAndGainGrowsWithLength) {
     SparseOptions o;
     o.block_size = 128;

@@ -8,7 +8,7 @@
 #     OUT: where e2e.log, e2e.jsonl and e2e.md go
 #   Environment: E2E_LENGTHS (default 131072,32768,16384,8192; the first is the headline),
 #     E2E_DIR (default /tmp/e2e: model and prompts, about 15 GB), E2E_KEEP (0.2), E2E_N (16),
-#     E2E_HF=0 skips transformers.
+#     E2E_HF=0 skips transformers, E2E_WARMUP (tca run --warmup tokens, default w + 2b = 4352).
 #
 # Order, so that a timeout still leaves the key numbers: model + prompts, tca dense and tca at
 # the first (longest) length, transformers at every length, then tca at the other lengths, then
@@ -24,6 +24,10 @@ KEEP=${E2E_KEEP:-0.2}
 NGEN=${E2E_N:-16}
 BLOCK=128
 WINDOW=4096
+# tca run --warmup: synthetic tokens run (and forgotten) before the timed prompt, dense and tca
+# alike, so TTFT excludes loading kernels and first allocations (w + 2b reaches TCA's
+# prompt-end selection); E2E_WARMUP=0 times a cold first prompt as before session 13.
+WARMUP=${E2E_WARMUP:-$((WINDOW + 2 * BLOCK))}
 mkdir -p "$OUT" "$DIR"
 LOG=$OUT/e2e.log
 JSONL=$OUT/e2e.jsonl
@@ -91,6 +95,7 @@ tca_one() {  # L policy timeout
                 --device cuda --ctx-size $((L + NGEN)) --batch-size "$L" --attention "$pol"
                 --stats-json "$stats")
     [ "$pol" = tca ] && args+=(--keep "$KEEP" --block-size $BLOCK --local-window $WINDOW)
+    [ "$WARMUP" -gt 0 ] && args+=(--warmup "$WARMUP")
     say "tca ${args[*]}"
     mem_start
     local t1 r=0
@@ -103,8 +108,8 @@ tca_one() {  # L policy timeout
     # Everything but the progress lines goes to the log.
     grep -v -E 'prefill [0-9]+/|generate [0-9]+/' "$DIR/tca_${L}_${pol}.err" | tail -n 12 >>"$LOG"
     if [ $r -eq 0 ] && [ -s "$stats" ]; then
-        printf '{"bench":"tca","L":%d,"policy":"%s","keep":%s,"block_size":%d,"local_window":%d,"wall_s":%.2f,"peak_gpu_mib":%s,"stats":%s}\n' \
-            "$L" "$pol" "$KEEP" $BLOCK $WINDOW "$wall" "$peak" "$(tr -d '\n' <"$stats")" >>"$JSONL"
+        printf '{"bench":"tca","L":%d,"policy":"%s","keep":%s,"block_size":%d,"local_window":%d,"warmup":%d,"wall_s":%.2f,"peak_gpu_mib":%s,"stats":%s}\n' \
+            "$L" "$pol" "$KEEP" $BLOCK $WINDOW "$WARMUP" "$wall" "$peak" "$(tr -d '\n' <"$stats")" >>"$JSONL"
         say "tca L=$L $pol: $(tr -d '\n' <"$stats") (wall ${wall} s, peak GPU ${peak} MiB)"
     else
         printf '{"bench":"tca","L":%d,"policy":"%s","error":"exit code %d","wall_s":%.2f,"peak_gpu_mib":%s}\n' \

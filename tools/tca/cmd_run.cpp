@@ -20,7 +20,7 @@ struct RunFlags {
     std::string matmul_activations = "native", device = "cpu";
     PolicyFlags policy;
     int64_t n_predict = 128, ctx_size = 0, batch_size = 512, threads = 0, top_k = 40, seed = 0;
-    int64_t tensor_parallel = 1;
+    int64_t tensor_parallel = 1, warmup = 0;
     double temp = 0.0, top_p = 0.95;
     bool bos = true, verbose = false, time_stages = false;
 };
@@ -30,6 +30,7 @@ Status run_main(RunFlags f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(Device device, parse_device(f.device));
     TCA_ASSIGN_OR_RETURN(const std::optional<DType> kv_type, parse_optional_kv_type(f.kv_type));
     if (f.n_predict < 0) return usage_error("-n must be >= 0, got %lld", static_cast<long long>(f.n_predict));
+    if (f.warmup < 0) return usage_error("--warmup must be >= 0, got %lld", static_cast<long long>(f.warmup));
     TCA_ASSIGN_OR_RETURN(f.model, model_or_default(f.model));
     SamplerOptions so;
     so.temperature = f.temp;
@@ -63,6 +64,7 @@ Status run_main(RunFlags f, bool prompt_given) {
     TCA_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::create(eo));
     TCA_LOG_INFO("model %s: %s", f.model.c_str(), engine->config().to_string().c_str());
     TCA_LOG_INFO("memory: %s", engine->memory_report().c_str());
+    TCA_RETURN_IF_ERROR(engine->warmup(f.warmup));
 
     const Tokenizer& tok = engine->tokenizer();
     bool add_bos = f.bos && tok.add_bos_default();
@@ -176,6 +178,10 @@ int cmd_run(const std::vector<std::string>& args) {
     flags.add_string("attention", &f.attention, "P", "attention policy: dense, tca, streaming, snapkv or oracle");
     add_policy_flags(flags, &f.policy);
     flags.add_string("stats-json", &f.stats_json, "FILE", "write speed and KV-cache statistics as JSON");
+    flags.add_int("warmup", &f.warmup, "before the prompt, evaluate N synthetic tokens and one decode step, "
+                  "then forget them, so that GPU kernels load and buffers are allocated outside the timed "
+                  "prompt (with tca, N > --local-window + --block-size warms its prompt-end selection too); "
+                  "0 = off");
     flags.add_bool("time-stages", &f.time_stages, "time the TCA prefill stages on a GPU too (tca_selection_ms and "
                    "tca_attend_ms in --stats-json; each stage is then bracketed by synchronisations, which slows "
                    "the prefill; the CPU always times them)");
