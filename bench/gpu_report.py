@@ -191,9 +191,13 @@ def main():
     emit()
 
     # The wgmma kernels' main-loop schedules (tca_gpu_bench --overlap): no target of its own;
-    # the P1/P3 ratios the overlapped schedule would give.
-    if any(r.get("bench") in ("dense_prefill_overlap", "tca_prefill_overlap") for r in ours):
-        emit("## Main-loop schedule of the wgmma kernels: serial (default) vs overlapped")
+    # the P1/P3 ratios the other schedule would give. Since session 13 dense_prefill runs the
+    # default (dense overlapped) and dense_prefill_serial the serial one; older files have
+    # dense_prefill (serial) and dense_prefill_overlap.
+    if any(r.get("bench") in ("dense_prefill_overlap", "dense_prefill_serial", "tca_prefill_overlap")
+           for r in ours):
+        emit("## Main-loop schedule of the wgmma kernels: serial vs overlapped "
+             "(default: dense overlapped, sparse serial)")
         emit()
         emit("Both schedules give bitwise the same output (checked before timing). "
              "vs cuDNN = cuDNN ms / ours ms (for TCA, the whole chain: P1's speedup).")
@@ -203,7 +207,10 @@ def main():
         emit("|---|---|---|---|---|---|---|")
         for L in lengths:
             c = ms(get(p, "cudnn_prefill", L))
-            pairs = [("dense", get(o, "dense_prefill", L), get(o, "dense_prefill_overlap", L))]
+            if get(o, "dense_prefill_serial", L) is not None:
+                pairs = [("dense", get(o, "dense_prefill_serial", L), get(o, "dense_prefill", L))]
+            else:
+                pairs = [("dense", get(o, "dense_prefill", L), get(o, "dense_prefill_overlap", L))]
             pairs += [(f"TCA, keep {k:g}", get(o, "tca_prefill", L, k),
                        get(o, "tca_prefill_overlap", L, k)) for k in keeps]
             for name, a, b in pairs:

@@ -44,11 +44,8 @@ namespace {
 // selected before.
 template <class F>
 Status with_overlap(F&& fn) {
-    const bool before = cuda::attention_wgmma_overlap();
-    cuda::set_attention_wgmma_overlap(true);
-    Status st = fn();
-    cuda::set_attention_wgmma_overlap(before);
-    return st;
+    const cuda::WgmmaScheduleScope overlap(cuda::WgmmaSchedule::kOverlap);
+    return fn();
 }
 
 // The overlapped schedule's output `over` is bitwise the serial schedule's `serial`.
@@ -108,7 +105,7 @@ TEST_P(AttentionWgmmaParity, MatchesFloat64) {
     p.out = naive.view();
     ASSERT_TRUE(run(Backend::kNaiveLowp, p).ok());
     p.out = got.view();
-    cuda::set_attention_wgmma_overlap(false);
+    const cuda::WgmmaScheduleScope serial(cuda::WgmmaSchedule::kSerial);
     Status st = run_staged_on_cuda_with(p, &cuda::attention_dense_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_TRUE(got.canaries_intact("wgmma out"));
@@ -213,7 +210,7 @@ TEST_P(SparsePrefillWgmmaParity, MatchesFloat64) {
     ASSERT_TRUE(st.ok()) << st.to_string();
     st = run(Backend::kNaiveLowp, sparse_params(s, c.q_pos0, c.b, c.w, naive));
     ASSERT_TRUE(st.ok()) << st.to_string();
-    cuda::set_attention_wgmma_overlap(false);
+    const cuda::WgmmaScheduleScope serial(cuda::WgmmaSchedule::kSerial);
     st = run_staged_on_cuda_with(sparse_params(s, c.q_pos0, c.b, c.w, got),
                                  &cuda::sparse_prefill_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
@@ -273,7 +270,7 @@ TEST(SparsePrefillWgmma, MatchesMmaKernelLong) {
     mma.fill_poison();
     disp.fill_poison();
     over.fill_poison();
-    cuda::set_attention_wgmma_overlap(false);
+    const cuda::WgmmaScheduleScope serial(cuda::WgmmaSchedule::kSerial);
     Status st = run_staged_on_cuda_with(sparse_params(s, 0, b, w, wg), &cuda::sparse_prefill_wgmma);
     ASSERT_TRUE(st.ok()) << st.to_string();
     st = run_staged_on_cuda_with(sparse_params(s, 0, b, w, mma), &cuda::sparse_prefill_mma);

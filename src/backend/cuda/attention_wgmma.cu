@@ -342,9 +342,9 @@ __global__ void __launch_bounds__(kThreads, 1) attn_wgmma_kernel(const WgArgs a)
     //    CTA-uniform path (ptxas serializes a wgmma under a branch it cannot prove uniform), and
     //    a tile none of a warpgroup's rows see is computed anyway, fully masked (it changes
     //    nothing: P is exactly 0, and alpha exactly 1, or O still 0): at most one or two edge
-    //    tiles per CTA. TCA_CUDA_WGMMA_OVERLAP=1 or set_attention_wgmma_overlap(true) selects
-    //    it. H100, session 12 (docs/perf/gpu.md): dense 3.0-3.5% faster than serial at 32K and
-    //    128K, sparse 5-8% slower, so serial stays the default.
+    //    tiles per CTA. H100, session 12 (docs/perf/gpu.md): dense 3.0-3.5% faster than serial
+    //    at 32K and 128K, sparse 5-8% slower, so the default schedule overlaps the dense kernel
+    //    only (WgmmaSchedule, attention_wgmma.h; TCA_CUDA_WGMMA_OVERLAP=1/0 forces one).
     uint32_t pa[8][4];
     float s[64];
 
@@ -592,11 +592,13 @@ Status check_supported(const TensorView& q, const TensorView& k, const TensorVie
     return Status();
 }
 
-// The schedule of the main loop (see the kernel): TCA_CUDA_WGMMA_OVERLAP=1 in the environment
-// starts a process with the overlapped one.
-std::atomic<bool> g_overlap{[] {
+// The schedule of the main loop (see the kernel and attention_wgmma.h): TCA_CUDA_WGMMA_OVERLAP
+// in the environment, 1 (overlapped) or 0 (serial), starts a process with one for both kernels.
+std::atomic<WgmmaSchedule> g_schedule{[] {
     const char* e = std::getenv("TCA_CUDA_WGMMA_OVERLAP");
-    return e != nullptr && std::string_view(e) == "1";
+    if (e != nullptr && std::string_view(e) == "1") return WgmmaSchedule::kOverlap;
+    if (e != nullptr && std::string_view(e) == "0") return WgmmaSchedule::kSerial;
+    return WgmmaSchedule::kDefault;
 }()};
 
 template <int DP, bool kSparse, bool kOverlap>
@@ -618,8 +620,9 @@ Status launch_wgmma_as(WgArgs a, const char* op) {
 
 template <int DP, bool kSparse>
 Status launch_wgmma(const WgArgs& a, const char* op) {
-    return g_overlap.load() ? launch_wgmma_as<DP, kSparse, true>(a, op)
-                            : launch_wgmma_as<DP, kSparse, false>(a, op);
+    const WgmmaSchedule s = g_schedule.load();
+    const bool overlap = s == WgmmaSchedule::kOverlap || (s == WgmmaSchedule::kDefault && !kSparse);
+    return overlap ? launch_wgmma_as<DP, kSparse, true>(a, op) : launch_wgmma_as<DP, kSparse, false>(a, op);
 }
 
 void fill_common(WgArgs& a, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -644,8 +647,8 @@ void fill_common(WgArgs& a, const TensorView& q, const TensorView& k, const Tens
 
 }  // namespace
 
-void set_attention_wgmma_overlap(bool on) { g_overlap.store(on); }
-bool attention_wgmma_overlap() { return g_overlap.load(); }
+void set_attention_wgmma_schedule(WgmmaSchedule s) { g_schedule.store(s); }
+WgmmaSchedule attention_wgmma_schedule() { return g_schedule.load(); }
 
 bool attention_wgmma_available() {
     static const bool ok = [] {

@@ -14,11 +14,28 @@ namespace tca::cuda {
 // True when the sm_90a kernel image is present and the current device can run it.
 bool attention_wgmma_available();
 
-// The main loop's schedule (attention_wgmma.cu): serial (the default) or the intra-warpgroup
-// overlap of the softmax with the P V product; both give bitwise the same output. The
-// environment variable TCA_CUDA_WGMMA_OVERLAP=1 starts a process with the overlap.
-void set_attention_wgmma_overlap(bool on);
-bool attention_wgmma_overlap();
+// The main loop's schedule (attention_wgmma.cu): serial, or the intra-warpgroup overlap of the
+// softmax with the P V product; both give bitwise the same output (docs/numerics.md). kDefault
+// overlaps the dense kernel and keeps the sparse one serial: on an H100 (session 12,
+// docs/perf/gpu.md) the overlap made dense 3.0-3.5% faster and the sparse prefill 5-8% slower.
+// TCA_CUDA_WGMMA_OVERLAP in the environment starts a process with kOverlap (1) or kSerial (0).
+enum class WgmmaSchedule { kDefault, kSerial, kOverlap };
+void set_attention_wgmma_schedule(WgmmaSchedule s);
+WgmmaSchedule attention_wgmma_schedule();
+
+// Selects a schedule for its lifetime, then restores the one before (tests, tca_gpu_bench).
+class WgmmaScheduleScope {
+public:
+    explicit WgmmaScheduleScope(WgmmaSchedule s) : before_(attention_wgmma_schedule()) {
+        set_attention_wgmma_schedule(s);
+    }
+    ~WgmmaScheduleScope() { set_attention_wgmma_schedule(before_); }
+    WgmmaScheduleScope(const WgmmaScheduleScope&) = delete;
+    WgmmaScheduleScope& operator=(const WgmmaScheduleScope&) = delete;
+
+private:
+    WgmmaSchedule before_;
+};
 
 Status attention_dense_wgmma(const AttentionDenseParams& p);
 Status sparse_prefill_wgmma(const SparsePrefillParams& p);
