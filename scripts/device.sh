@@ -20,6 +20,11 @@
 #       memcheck.log, gpu_bench.jsonl, gpu_peer.jsonl, bench.log (both programs' output), gpu.md;
 #       logs are tee'd so they survive a timeout. --quick: fewer lengths and reps (a smoke run).
 #       Arguments after -- go to tca_gpu_bench (e.g. -- --lengths 8k,32k --keep 0.2).
+#   scripts/device.sh run p8
+#       (GPU machine) the short-context question (performance.md P8): run_e2e.sh at 16K and 8K
+#       without transformers (E2E_LENGTHS, E2E_HF override), then tools/e2e/p8_probe.sh: dense
+#       and tca warm and cold, tca with synchronous uploads, medians of P8_REPS (default 3)
+#       rounds; writes e2e.{log,jsonl,md} and p8.log (about 6-8 minutes).
 #   scripts/device.sh run engine-bench
 #       (GPU machine) the end-to-end benchmark, tools/e2e/run_e2e.sh: an 8B-shaped random-weight
 #       Llama generated on the device, tca dense vs tca (TTFT, decode, KV bytes) and transformers
@@ -199,7 +204,7 @@ run_mode() {
     local what=all memcheck="" quick=0 bench_args=()
     while [ $# -gt 0 ]; do
         case "$1" in
-            tests|bench|engine|engine-bench|all) what=$1 ;;
+            tests|bench|engine|engine-bench|p8|all) what=$1 ;;
             --memcheck) memcheck="$MEMCHECK_DEFAULT" ;;
             --memcheck=*) memcheck="${1#--memcheck=}" ;;
             --quick) quick=1 ;;
@@ -234,6 +239,13 @@ run_mode() {
         r=$?
         [ $rc -eq 0 ] && rc=$r
     fi
+    if [ "$what" = p8 ]; then
+        E2E_HF=${E2E_HF:-0} E2E_LENGTHS=${E2E_LENGTHS:-16384,8192} E2E_BUDGET=${E2E_BUDGET:-300} \
+            bash tools/e2e/run_e2e.sh "$PKG" "$out"
+        P8_REPS=${P8_REPS:-3} bash tools/e2e/p8_probe.sh "$PKG" "$out"
+        r=$?
+        [ $rc -eq 0 ] && rc=$r
+    fi
     if [ "$what" = all ] || [ "$what" = bench ]; then
         run_bench "$out" "$quick" "${bench_args[@]}"
         r=$?
@@ -256,7 +268,7 @@ case "${1:-}" in
         exec "$@"
         ;;
     *)
-        echo "usage: scripts/device.sh pack [tca] | run [tests|bench|engine|engine-bench|all] [--memcheck[=FILTER]] [--quick] [-- bench args] | exec CMD..." >&2
+        echo "usage: scripts/device.sh pack [tca] | run [tests|bench|engine|engine-bench|p8|all] [--memcheck[=FILTER]] [--quick] [-- bench args] | exec CMD..." >&2
         exit 2
         ;;
 esac
