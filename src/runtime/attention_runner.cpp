@@ -95,8 +95,6 @@ Result<std::unique_ptr<AttentionRunner>> AttentionRunner::create(const Attention
         for (DeviceTensor* t : {&r->mass_, &r->hhi_, &r->block_score_}) alloc(*t, nullptr, DType::kF32, {1, blocks});
         alloc(r->psi_, &r->h_psi_, DType::kI32, {1, blocks});
         alloc(r->keep_, nullptr, DType::kI32, {1, blocks});
-        alloc(r->selected_, nullptr, DType::kI32, {1, ctx});
-        alloc(r->n_sel_, &r->h_n_sel_, DType::kI32, {1});
         r->decode_keep_.resize(r->policy_.budgets.heads.size());
         for (size_t l = 0; l < r->decode_keep_.size() && failed.ok(); ++l) {
             alloc(r->decode_keep_[l], nullptr, DType::kI32, {n_kv_heads});
@@ -153,7 +151,7 @@ Status AttentionRunner::read_counts(int64_t layer, const KvLayer& kv, const int3
 size_t AttentionRunner::scratch_bytes() const {
     size_t n = scores_.nbytes() + kept_.nbytes() + n_kept_.nbytes() + region_.nbytes() +
                mass_.nbytes() + hhi_.nbytes() + block_score_.nbytes() + psi_.nbytes() +
-               keep_.nbytes() + selected_.nbytes() + n_sel_.nbytes();
+               keep_.nbytes();
     for (const DeviceTensor& t : decode_keep_) n += t.nbytes();
     if (ws_) n += ws_->nbytes();
     return n;
@@ -347,7 +345,6 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
     }
     int32_t* regions = host<int32_t>(region_, h_region_);
     int32_t* n_kept = host<int32_t>(n_kept_, h_n_kept_);
-    const size_t kept_row = static_cast<size_t>(kept_.view().stride[0]) * sizeof(int32_t);
     for (int64_t h = 0; h < n_kv_heads_; ++h) {
         const int64_t local = n_slots[h] - n_global[h];
         regions[h] = -1;
@@ -367,24 +364,17 @@ Status AttentionRunner::tca_compact(Device device, int64_t layer, const TensorVi
         TCA_RETURN_IF_ERROR(push(psi_, h_psi_, psi.size() * sizeof(int32_t)));
         const TensorView keep = slice(keep_.view(), 1, 0, m);
         TCA_RETURN_IF_ERROR(ops::block_budget(device, BlockBudgetParams{bs, slice(psi_.view(), 1, 0, m), keep, o.block_size}));
+        // The selection goes straight into head h's row of kept_ and its count into
+        // n_kept_[h], in the runner's memory: no read-back per head (on a GPU each was a
+        // stream synchronisation, KV heads x layers of them per chunk).
         TCA_RETURN_IF_ERROR(ops::token_select(device, TokenSelectParams{
-            scores, keep, slice(selected_.view(), 1, 0, region), n_sel_.view(), o.block_size, o.pool,
-            o.selection == Selection::kGlobal}));
-        int32_t n_sel = 0;
-        if (n_sel_.on_host()) {
-            n_sel = n_sel_.data<int32_t>()[0];
-            std::copy(selected_.data<int32_t>(), selected_.data<int32_t>() + n_sel,
-                      kept_.data<int32_t>() + h * kept_.view().stride[0]);
-        } else {  // the count to the host, the selection stays on the device
-            TCA_RETURN_IF_ERROR(n_sel_.download(&n_sel, sizeof n_sel));
-            TCA_RETURN_IF_ERROR(space_->copy(static_cast<char*>(kept_.view().data) + static_cast<size_t>(h) * kept_row,
-                                             selected_.view().data, static_cast<size_t>(n_sel) * sizeof(int32_t)));
-        }
-        n_kept[h] = n_sel;
+            scores, keep, slice(slice(kept_.view(), 0, h, 1), 1, 0, region), slice(n_kept_.view(), 0, h, 1),
+            o.block_size, o.pool, o.selection == Selection::kGlobal}));
         regions[h] = static_cast<int32_t>(region);
     }
     if (!any) return Status();
-    TCA_RETURN_IF_ERROR(push(n_kept_, h_n_kept_, n_kept_.nbytes()));
+    // One read-back of every head's count (device runners), for the tracked cache counts.
+    if (!n_kept_.on_host()) TCA_RETURN_IF_ERROR(n_kept_.download(n_kept, n_kept_.nbytes()));
     TCA_RETURN_IF_ERROR(push(region_, h_region_, region_.nbytes()));
     return compact_by_kept(device, layer, kv);
 }

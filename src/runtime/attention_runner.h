@@ -114,8 +114,6 @@ private:
     std::unique_ptr<TcaPrefillWorkspace> ws_;  // tca: selection buffers for a whole prompt
     DeviceTensor scores_;   // [n_kv_heads, ctx] f32: token scores of compaction / baselines
     DeviceTensor mass_, hhi_, block_score_, psi_, keep_;  // [1, ctx / b] per-head chunk ranking
-    DeviceTensor selected_;  // [1, ctx] i32
-    DeviceTensor n_sel_;     // [1] i32
     DeviceTensor kept_;      // [n_kv_heads, ctx] i32 kept slot offsets for kv_compact
     DeviceTensor n_kept_;    // [n_kv_heads] i32
     DeviceTensor region_;    // [n_kv_heads] i32
@@ -123,7 +121,7 @@ private:
     // itself skips the heads whose local part is not full, so a step uploads nothing.
     std::vector<DeviceTensor> decode_keep_;
     // Host mirrors of the tensors above (device runners only).
-    HostTensor h_scores_, h_psi_, h_n_sel_, h_kept_, h_n_kept_, h_region_;
+    HostTensor h_scores_, h_psi_, h_kept_, h_n_kept_, h_region_;
     // The tracked cache counts of one layer.
     struct Counts {
         std::vector<int32_t> n_global, n_slots;  // [n_kv_heads]

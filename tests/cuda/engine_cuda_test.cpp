@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -175,6 +176,90 @@ TEST(EngineCuda, DenseF32) { compare("stories260K.gguf", false); }
 TEST(EngineCuda, DenseQ8_0) { compare("stories260K-q8_0.gguf", false); }
 TEST(EngineCuda, TcaF32) { compare("stories260K.gguf", true); }
 TEST(EngineCuda, TcaQ8_0) { compare("stories260K-q8_0.gguf", true); }
+
+// Chunked prefill (tca-method M7's chunk rule: each chunk attends densely, then its overflow
+// blocks are scored with the chunk's last query and compacted at once; the device runner reads
+// back one count array per layer, not one count per head): a 96-token prompt in 4 chunks of 24,
+// then 16 decode steps, on the GPU against the CPU. The kept counts per layer and KV head are
+// the same on both (the Psi budgets fix them whatever the ranking), the last chunk's logits and
+// every decode step's within the tca tolerance, the greedy tokens equal up to a near tie.
+TEST(EngineCuda, TcaChunkedPrefillMatchesCpu) {
+    const std::string path = test::models_dir() + "stories260K.gguf";
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent";
+    if (!test::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    constexpr int64_t kCtx = 256, kChunk = 24, kGen = 16;
+    Result<Runner> cpu = make_runner(Device::kCpu, path, true, kCtx);
+    ASSERT_TRUE(cpu.ok()) << cpu.status().to_string();
+    Result<Runner> gpu = make_runner(Device::kCuda, path, true, kCtx);
+    ASSERT_TRUE(gpu.ok()) << gpu.status().to_string();
+    const int64_t V = cpu.value().model->config().n_vocab;
+    const std::vector<int32_t> prompt = test_prompt(96, V);
+    const auto n = static_cast<int64_t>(prompt.size());
+    const double tol = 2 * kRelTol;
+    std::vector<std::vector<float>> rows[2];  // per runner: last chunk's rows, then each step's
+    std::vector<int32_t> tokens[2];
+    for (int side = 0; side < 2; ++side) {
+        Runner& r = side == 0 ? cpu.value() : gpu.value();
+        for (int64_t i = 0; i < n; i += kChunk) {
+            const std::span<const int32_t> chunk(prompt.data() + i, static_cast<size_t>(kChunk));
+            const Status s = forward(r.device, *r.model, *r.state, r.cache, *r.attention, chunk, i, i + kChunk == n);
+            ASSERT_TRUE(s.ok()) << s.to_string();
+        }
+        std::vector<float> last = logits_rows(r, kChunk);
+        rows[side].push_back(last);
+        last.erase(last.begin(), last.end() - V);
+        for (int64_t t = 0; t < kGen; ++t) {
+            const int32_t id = side == 1 && t < static_cast<int64_t>(tokens[0].size()) ? tokens[0][static_cast<size_t>(t)]
+                                                                                          : argmax(last.data(), V);
+            tokens[side].push_back(argmax(last.data(), V));
+            const int32_t one[1] = {id};  // the GPU follows the CPU's tokens: same sequences
+            const Status s = forward(r.device, *r.model, *r.state, r.cache, *r.attention, one, n + t, false);
+            ASSERT_TRUE(s.ok()) << s.to_string();
+            last = logits_rows(r, 1);
+            rows[side].push_back(last);
+        }
+    }
+    // Cache counts after the prompt and the steps.
+    const KvCache& cc = cpu.value().cache;
+    const KvCache& gc = gpu.value().cache;
+    for (int64_t l = 0; l < cc.n_layers(); ++l) {
+        for (const char* what : {"n_slots", "n_global"}) {
+            const bool slots = what[2] == 's';
+            const DeviceTensor& ct = slots ? cc.layer(l).n_slots : cc.layer(l).n_global;
+            const DeviceTensor& gt = slots ? gc.layer(l).n_slots : gc.layer(l).n_global;
+            Result<HostTensor> g = to_host(gt.view(), gt.space());
+            ASSERT_TRUE(g.ok()) << g.status().to_string();
+            for (int64_t h = 0; h < cc.n_kv_heads(); ++h) {
+                EXPECT_EQ(ct.data<int32_t>()[h], g.value().data<int32_t>()[h]) << what << " layer " << l << " head " << h;
+            }
+        }
+    }
+    ASSERT_EQ(rows[0].size(), rows[1].size());
+    double worst = 0;
+    for (size_t k = 0; k < rows[0].size(); ++k) {
+        const size_t n_rows = rows[0][k].size() / static_cast<size_t>(V);
+        for (size_t t = 0; t < n_rows; ++t) {
+            const float* ra = rows[0][k].data() + t * static_cast<size_t>(V);
+            const float* rb = rows[1][k].data() + t * static_cast<size_t>(V);
+            double scale = 1e-6, diff = 0;
+            for (int64_t i = 0; i < V; ++i) {
+                scale = std::max(scale, std::fabs(static_cast<double>(ra[i])));
+                diff = std::max(diff, std::fabs(static_cast<double>(ra[i]) - rb[i]));
+            }
+            worst = std::max(worst, diff / scale);
+            EXPECT_LE(diff, tol * scale) << (k == 0 ? "last chunk row " : "decode step ") << (k == 0 ? t : k - 1);
+        }
+    }
+    std::fprintf(stderr, "chunked tca: max relative logit error %.4f (tolerance %.3f)\n", worst, tol);
+    for (size_t i = 0; i < tokens[0].size(); ++i) {
+        if (tokens[0][i] == tokens[1][i]) continue;
+        const std::vector<float>& la = rows[0][i];
+        const float* row = la.data() + la.size() - static_cast<size_t>(V);
+        double scale = 1e-6;
+        for (int64_t j = 0; j < V; ++j) scale = std::max(scale, std::fabs(static_cast<double>(row[j])));
+        EXPECT_LE(row[tokens[0][i]] - row[tokens[1][i]], 2 * tol * scale) << "greedy token " << i << " is not a near tie";
+    }
+}
 
 // The device model reports the dequantization; the CPU one reads the file's types.
 TEST(EngineCuda, QuantizedWeightsDequantizedToBf16) {
