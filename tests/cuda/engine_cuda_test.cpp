@@ -80,6 +80,20 @@ std::vector<float> logits_rows(const Runner& r, int64_t n) {
     return std::vector<float>(p, p + h.value().numel());
 }
 
+// The row's max |logit| (at least 1e-6): the scale of the tolerances.
+double row_scale(const float* row, int64_t n) {
+    double scale = 1e-6;
+    for (int64_t i = 0; i < n; ++i) scale = std::max(scale, std::fabs(static_cast<double>(row[i])));
+    return scale;
+}
+
+// max |a - b| over a row.
+double row_diff(const float* a, const float* b, int64_t n) {
+    double diff = 0;
+    for (int64_t i = 0; i < n; ++i) diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    return diff;
+}
+
 int32_t argmax(const float* row, int64_t n) {
     return static_cast<int32_t>(std::max_element(row, row + n) - row);
 }
@@ -145,11 +159,7 @@ void compare(const std::string& file, bool tca) {
     for (int64_t t = 0; t < n; ++t) {
         const float* ra = a.prompt_logits.data() + t * V;
         const float* rb = b.prompt_logits.data() + t * V;
-        double scale = 1e-6, diff = 0;
-        for (int64_t i = 0; i < V; ++i) {
-            scale = std::max(scale, std::fabs(static_cast<double>(ra[i])));
-            diff = std::max(diff, std::fabs(static_cast<double>(ra[i]) - rb[i]));
-        }
+        const double scale = row_scale(ra, V), diff = row_diff(ra, rb, V);
         worst = std::max(worst, diff / scale);
         EXPECT_LE(diff, tol * scale) << file << " prompt row " << t;
         argmax_same += argmax(ra, V) == argmax(rb, V) ? 1 : 0;
@@ -162,8 +172,7 @@ void compare(const std::string& file, bool tca) {
     for (size_t i = 0; i < a.tokens.size(); ++i) {
         if (a.tokens[i] == b.tokens[i]) continue;
         const std::vector<float>& la = a.step_logits[i];
-        double scale = 1e-6;
-        for (float v : la) scale = std::max(scale, std::fabs(static_cast<double>(v)));
+        const double scale = row_scale(la.data(), V);
         const double margin = la[static_cast<size_t>(a.tokens[i])] - la[static_cast<size_t>(b.tokens[i])];
         EXPECT_LE(margin, 2 * tol * scale) << file << ": greedy token " << i << " cpu " << a.tokens[i]
                                            << " cuda " << b.tokens[i] << " is not a near tie";
@@ -241,11 +250,7 @@ TEST(EngineCuda, TcaChunkedPrefillMatchesCpu) {
         for (size_t t = 0; t < n_rows; ++t) {
             const float* ra = rows[0][k].data() + t * static_cast<size_t>(V);
             const float* rb = rows[1][k].data() + t * static_cast<size_t>(V);
-            double scale = 1e-6, diff = 0;
-            for (int64_t i = 0; i < V; ++i) {
-                scale = std::max(scale, std::fabs(static_cast<double>(ra[i])));
-                diff = std::max(diff, std::fabs(static_cast<double>(ra[i]) - rb[i]));
-            }
+            const double scale = row_scale(ra, V), diff = row_diff(ra, rb, V);
             worst = std::max(worst, diff / scale);
             EXPECT_LE(diff, tol * scale) << (k == 0 ? "last chunk row " : "decode step ") << (k == 0 ? t : k - 1);
         }
@@ -255,9 +260,7 @@ TEST(EngineCuda, TcaChunkedPrefillMatchesCpu) {
         if (tokens[0][i] == tokens[1][i]) continue;
         const std::vector<float>& la = rows[0][i];
         const float* row = la.data() + la.size() - static_cast<size_t>(V);
-        double scale = 1e-6;
-        for (int64_t j = 0; j < V; ++j) scale = std::max(scale, std::fabs(static_cast<double>(row[j])));
-        EXPECT_LE(row[tokens[0][i]] - row[tokens[1][i]], 2 * tol * scale) << "greedy token " << i << " is not a near tie";
+        EXPECT_LE(row[tokens[0][i]] - row[tokens[1][i]], 2 * tol * row_scale(row, V)) << "greedy token " << i << " is not a near tie";
     }
 }
 
@@ -330,12 +333,7 @@ void compare_fused(const std::string& file, bool tca, MatmulActivations act, dou
         }
         ASSERT_EQ(logits[0].size(), static_cast<size_t>(V));
         ASSERT_EQ(logits[1].size(), static_cast<size_t>(V));
-        double scale = 1e-6, diff = 0;
-        for (int64_t j = 0; j < V; ++j) {
-            scale = std::max(scale, std::fabs(static_cast<double>(logits[1][static_cast<size_t>(j)])));
-            diff = std::max(diff, std::fabs(static_cast<double>(logits[0][static_cast<size_t>(j)]) -
-                                            logits[1][static_cast<size_t>(j)]));
-        }
+        const double scale = row_scale(logits[1].data(), V), diff = row_diff(logits[0].data(), logits[1].data(), V);
         worst = std::max(worst, diff / scale);
         identical += diff == 0 ? 1 : 0;
         ++n_steps;
