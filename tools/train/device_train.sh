@@ -16,6 +16,8 @@
 # after the evaluation, further arguments going to eval_model.py; eval-run is eval of
 # the run's own last checkpoint instead (the warm machine's tools/train/runs/main/portable,
 # converted to q8_0 as shipped: $OUT/model.sha256 records the GGUF's hash).
+# train with CUDA_SUITE_BESIDE=1 also runs the whole CUDA test suite beside the training (the
+# full bundle of scripts/device.sh pack; $OUT/cuda_tests.log).
 # Carry: tools/train/data, .device (scripts/device.sh pack tca), and tools/train/runs/portable
 # when resuming on a cold machine; or, with neither, RESTORE_STAGE=N in the environment
 # rebuilds the portable checkpoint from the shipped GGUF (gguf_to_portable.py) and trains from
@@ -111,8 +113,29 @@ if [ "${GPU_SMOKE:-1}" = 1 ] && [ -n "${TCA_BIN:-}" ]; then
     ) >/tmp/smoke.log 2>&1 &
     smoke_pid=$!
 fi
+# The whole CUDA suite beside the training (CUDA_SUITE_BESIDE=1; the bundle of
+# scripts/device.sh pack, not pack tca): a correctness check that needs no idle GPU, so one call
+# gives both; $OUT/cuda_tests.log (summary and failures), limit CUDA_SUITE_S (default 300 s).
+suite_pid=""
+tests_bin=$(dirname "${TCA_BIN:-/nonexistent/tca}")/tca_cuda_tests
+if [ "${CUDA_SUITE_BESIDE:-0}" = 1 ] && [ -x "$tests_bin" ]; then
+    (
+        export TCA_MODELS_DIR=${TCA_MODELS_DIR:-$(dirname "$TCA_BIN")/models}
+        { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+          cat "$(dirname "$TCA_BIN")/GIT_SHA"; } >"$OUT/cuda_tests.log" 2>&1
+        timeout "${CUDA_SUITE_S:-300}" "$tests_bin" --gtest_brief=1 >>"$OUT/cuda_tests.log" 2>&1
+        echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log"
+    ) &
+    suite_pid=$!
+elif [ "${CUDA_SUITE_BESIDE:-0}" = 1 ]; then
+    echo "CUDA_SUITE_BESIDE=1: no $tests_bin (carry the bundle of scripts/device.sh pack)" | tee -a "$LOG"
+fi
 python3 tools/train/train.py --run "$RUN" "${resume[@]}" --max-minutes "$train_min" --out "$OUT" 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
+if [ -n "$suite_pid" ]; then
+    wait "$suite_pid"
+    echo "== CUDA suite beside the training: $(tail -n 1 "$OUT/cuda_tests.log")" | tee -a "$LOG"
+fi
 if [ -n "$check_pid" ]; then
     wait "$check_pid"
     echo "== check_model.py (exit $?)" >>"$LOG"
