@@ -102,6 +102,47 @@ void pv_tile(const float* st, int64_t ldst, const float* v, int64_t ldv, int64_t
     }
 }
 
+// st[j * ldst + r] = k_j . q_r for keys j < nk and N rows r of q ([N][d], row-major): the
+// scores of a tile of at most kDotRows query rows (a decode step: the G query heads of one
+// token). The 8-lane kernel (qk_tile) computes 8 rows whatever the tile holds, 8x the work for
+// one row; here each key row is read once and dotted with every query row.
+template <int N>
+void qk_rows(const float* k, int64_t ldk, int64_t nk, const float* q, int64_t d, float* st, int64_t ldst) {
+#if TCA_CPU_AVX2
+    const int64_t d8 = d / 8 * 8;
+    for (int64_t j = 0; j < nk; ++j) {
+        const float* kr = k + j * ldk;
+        // Named accumulators (an __m256 array is spilled by GCC), unused ones compiled away.
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < d8; c += 8) {
+            const __m256 kv = _mm256_loadu_ps(kr + c);
+            a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + c), a0);
+            if constexpr (N > 1) a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + d + c), a1);
+            if constexpr (N > 2) a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + 2 * d + c), a2);
+            if constexpr (N > 3) a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + 3 * d + c), a3);
+        }
+        float sums[4] = {hsum_ps(a0), N > 1 ? hsum_ps(a1) : 0.0f, N > 2 ? hsum_ps(a2) : 0.0f,
+                         N > 3 ? hsum_ps(a3) : 0.0f};
+        for (int r = 0; r < N; ++r) {
+            for (int64_t c = d8; c < d; ++c) sums[r] = std::fma(kr[c], q[r * d + c], sums[r]);
+            st[j * ldst + r] = sums[r];
+        }
+    }
+#else
+    for (int64_t j = 0; j < nk; ++j) {
+        for (int r = 0; r < N; ++r) {
+            float sum = 0.0f;
+            for (int64_t c = 0; c < d; ++c) sum = std::fma(k[j * ldk + c], q[r * d + c], sum);
+            st[j * ldst + r] = sum;
+        }
+    }
+#endif
+}
+
+using QkRowsFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+static_assert(kDotRows == 4, "one qk_rows instance per row count");
+constexpr QkRowsFn kQkRows[kDotRows] = {qk_rows<1>, qk_rows<2>, qk_rows<3>, qk_rows<4>};
+
 // Software prefetch of K/V rows [r0, r1) (the next tile) into L2 while this tile computes:
 // long contexts stream K/V from DRAM (64K keys x 128 dims bf16 = 16 MiB per KV head for K).
 void prefetch_rows(const KvRows& kv, int64_t r0, int64_t r1, int64_t d) {
@@ -159,6 +200,7 @@ void qk_tile(const float* k, int64_t ldk, int64_t nk, const float* q_t, int64_t 
 void AttentionTile::reserve(int64_t n_rows, int64_t head_dim) {
     const size_t lanes = static_cast<size_t>((n_rows + 7) / 8 * 8), d = static_cast<size_t>(head_dim);
     q_t_.reserve(lanes * d);
+    q_rows_.reserve(static_cast<size_t>(kDotRows) * d);
     st_.reserve(static_cast<size_t>(kTileKeys) * lanes);
     k_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
     v_buf_.reserve(static_cast<size_t>(kTileKeys) * d);
@@ -198,6 +240,13 @@ void AttentionTile::attend(const KvRows& kv, int64_t kb, int64_t ke) {
     float* m = m_.data();
     float* l = l_.data();
     float* alpha = alpha_.data();
+    // Few rows: their queries row-major for qk_rows (the padding lanes' scores stay 0).
+    const bool by_rows = n <= kDotRows;
+    if (by_rows) {
+        for (int64_t r = 0; r < n; ++r) {
+            for (int64_t c = 0; c < d; ++c) q_rows_.data()[r * d + c] = q_t_.data()[c * ld + r];
+        }
+    }
     for (int64_t k0 = kb; k0 < ke; k0 += kTileKeys) {
         const int64_t nk = std::min(kTileKeys, ke - k0), k1 = k0 + nk;
         int64_t r_first = -1, r_last = -1;
@@ -213,7 +262,13 @@ void AttentionTile::attend(const KvRows& kv, int64_t kb, int64_t ke) {
         const float* kt = rows_f32(kv.k, kv.dtype, kv.k_stride, k0, nk, d, k_buf_.data(), &ldk);
         const float* vt = rows_f32(kv.v, kv.dtype, kv.v_stride, k0, nk, d, v_buf_.data(), &ldv);
         prefetch_rows(kv, k1, std::min(ke, k1 + kTileKeys), d);
-        qk_tile(kt, ldk, nk, q_t_.data(), ld, d, lane0, lane1, st, ld);
+        if (by_rows) {
+            kQkRows[n - 1](kt, ldk, nk, q_rows_.data(), d, st, ld);
+            // Padding lanes score 0, as with the zero queries of qk_tile (finite, never used).
+            for (int64_t j = 0; j < nk; ++j) std::fill(st + j * ld + n, st + (j + 1) * ld, 0.0f);
+        } else {
+            qk_tile(kt, ldk, nk, q_t_.data(), ld, d, lane0, lane1, st, ld);
+        }
         const bool interior = k0 >= lo_max && k1 <= hi_min;
 #if TCA_CPU_AVX2
         const __m256 neg_inf = _mm256_set1_ps(kNegInf);

@@ -28,6 +28,9 @@ namespace tca::cpu {
 // Per thread: 96 x 128 f32 K and V tiles (48 KiB each) + scores (36 KiB) + acc (48 KiB) in L2.
 inline constexpr int64_t kTileKeys = 96;
 inline constexpr int64_t kTargetRows = 96;
+// Tiles of at most this many query rows (decode: the G heads of one token) score keys by
+// row-wise dot products instead of the 8-lane transposed kernel.
+inline constexpr int kDotRows = 4;
 
 // The rows of one KV head in a K/V buffer pair (strides in elements, rows contiguous).
 struct KvRows {
@@ -74,7 +77,7 @@ public:
 
 private:
     int64_t n_rows_ = 0, lanes_ = 0, d_ = 0;
-    AlignedBuffer<float> q_t_, st_, k_buf_, v_buf_, acc_, m_, l_, alpha_;
+    AlignedBuffer<float> q_t_, q_rows_, st_, k_buf_, v_buf_, acc_, m_, l_, alpha_;
     AlignedBuffer<int32_t> lo_, hi_;
 };
 
