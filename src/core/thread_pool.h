@@ -57,8 +57,11 @@ private:
     std::mutex mu_;
     std::condition_variable cv_start_;
     std::condition_variable cv_done_;
-    uint64_t generation_ = 0;
-    int n_active_ = 0;
+    // Written under mu_; read without it by the bounded spin before a wait (kSpin in the .cpp):
+    // a decode step makes ~10 parallel_for calls per layer in quick succession, and a futex
+    // wake per call cost ~6% of a step (docs/perf/cpu-engine.md).
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> n_active_{0};
     bool stop_ = false;
     const ItemFn* job_ = nullptr;
     int64_t n_items_ = 0;
