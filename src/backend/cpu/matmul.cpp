@@ -60,6 +60,7 @@ struct Scratch {
     AlignedBuffer<int8_t> act_q;  // [n_tokens, n_in] Q8_0 / Q8_1 quants
     AlignedBuffer<float> act_d;   // [n_tokens, n_in / 32] block scales (f16 values)
     AlignedBuffer<float> act_s;   // [n_tokens, n_in / 32] Q8_1 block sums (f16 values)
+    AlignedBuffer<float> act_dt;  // [n_in / 32, n_tokens + 3] act_d transposed (prefill)
 };
 thread_local Scratch t_scratch;
 
@@ -492,6 +493,8 @@ struct QuantActs {
     const float* d;   // [n_tokens, nb]
     const float* s;   // [n_tokens, nb] Q8_1 only, else nullptr
     int64_t n_in, nb;
+    const float* dt = nullptr;  // [nb, ldt]: d transposed (more than 4 tokens), else nullptr
+    int64_t ldt = 0;
 };
 
 // Bytes per block of the integer-path weight types, and the offsets of d, m, qh and qs.
@@ -556,6 +559,34 @@ void row_dot_int(const uint8_t* row, const QuantActs& a, int64_t t0, float* out)
         macc[t] = 0.0f;
     }
     const __m256i ones = _mm256_set1_epi16(1);
+    if constexpr (NT == 4 && !kHasM) {
+        if (a.dt != nullptr) {
+            // The 4 tokens' scale products dw * d_a in one multiply (the same f32 products),
+            // each then broadcast from its lane.
+            for (int64_t b = 0; b < a.nb; ++b) {
+                const uint8_t* blk = row + b * ib.bytes;
+                const __m256i w = weight_block_i8<T>(blk);
+                const __m256i aw = _mm256_sign_epi8(w, w);
+                const __m128 sc = _mm_mul_ps(_mm_set1_ps(load_f16_scale(blk)), _mm_loadu_ps(a.dt + b * a.ldt + t0));
+                const __m256 sc2 = _mm256_set_m128(sc, sc);
+#define TCA_INT4_STEP(t)                                                                               \
+    {                                                                                                  \
+        const int64_t tb = (t0 + (t)) * a.nb + b;                                                      \
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + tb * 32));        \
+        const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));                         \
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));                            \
+        acc[t] = _mm256_fmadd_ps(_mm256_permute_ps(sc2, (t) * 0x55), f, acc[t]);                      \
+    }
+                TCA_INT4_STEP(0)
+                TCA_INT4_STEP(1)
+                TCA_INT4_STEP(2)
+                TCA_INT4_STEP(3)
+#undef TCA_INT4_STEP
+            }
+            for (int t = 0; t < NT; ++t) out[t] = lanes_sum(acc[t]);
+            return;
+        }
+    }
     for (int64_t b = 0; b < a.nb; ++b) {
         const uint8_t* blk = row + b * ib.bytes;
         const float dw = load_f16_scale(blk);
@@ -660,7 +691,19 @@ Status matmul_native(const MatmulParams& p, GgmlType dot) {
         for_tokens([&](int64_t t) {
             quantize_row_q8(x_row(p, t), n_in, q + t * n_in, d + t * nb, s ? s + t * nb : nullptr);
         });
-        const QuantActs a{q, d, s, n_in, nb};
+        QuantActs a{q, d, s, n_in, nb};
+        if (n_tokens > kMaxDecodeTokens) {
+            // Scales by block, the tokens of a block contiguous (row_dot_int's 4-token kernel
+            // loads 4 at once); 3 padding columns so the last group's load stays in bounds.
+            const int64_t ldt = n_tokens + 3;
+            float* dt = sc.act_dt.reserve(static_cast<size_t>(nb * ldt));
+            for (int64_t b = 0; b < nb; ++b) {
+                for (int64_t t = 0; t < n_tokens; ++t) dt[b * ldt + t] = d[t * nb + b];
+                for (int64_t t = n_tokens; t < ldt; ++t) dt[b * ldt + t] = 0.0f;
+            }
+            a.dt = dt;
+            a.ldt = ldt;
+        }
         switch (p.w.type) {
             case GgmlType::kQ8_0: int_path<GgmlType::kQ8_0>(p, a); break;
             case GgmlType::kQ4_0: int_path<GgmlType::kQ4_0>(p, a); break;
