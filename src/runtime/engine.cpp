@@ -383,9 +383,8 @@ Status Engine::warmup(int64_t n_tokens) {
         const int32_t one[1] = {ids[0]};
         s = forward_all(one, n_past_, false, nullptr);
         if (s.ok()) ++n_past_;
-        if (s.ok()) s = fetch_last_logits();
+        if (s.ok()) s = fetch_last_logits();  // on a device: waits for the queued work
     }
-    if (s.ok()) s = synchronize(opt_.device);
     reset();
     stats_ = EngineStats{};
     attention_->clear_measurements();

@@ -31,6 +31,18 @@ OUT=${OUT:-/tmp/train-out}
 RUN=tools/train/runs/main
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# The bundle's whole CUDA test suite (scripts/device.sh pack, not pack tca), limit CUDA_SUITE_S
+# (default 300 s): $OUT/cuda_tests.log gets the GPU, the bundle's git revision, the failures and
+# the summary (--gtest_brief), then its exit code. TCA_MODELS_DIR: the stories260K models of the
+# engine tests, bundled by scripts/device.sh pack.
+cuda_tests_bin() { echo "$(dirname "${TCA_BIN:-/nonexistent/tca}")/tca_cuda_tests"; }
+run_cuda_suite() {
+    export TCA_MODELS_DIR=${TCA_MODELS_DIR:-$(dirname "$TCA_BIN")/models}
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+      cat "$(dirname "$TCA_BIN")/GIT_SHA"; } >"$OUT/cuda_tests.log" 2>&1
+    timeout "${CUDA_SUITE_S:-300}" "$(cuda_tests_bin)" --gtest_brief=1 >>"$OUT/cuda_tests.log" 2>&1
+    echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log"
+}
 if [ "$mode" = eval ] || [ "$mode" = eval-run ]; then
     eval_min=${2:?$usage}
     shift 2
@@ -44,8 +56,8 @@ if [ "$mode" = eval ] || [ "$mode" = eval-run ]; then
             --name tca-long-14m 2>&1 | tail -n 3 | tee -a "$LOG"
         sha256sum "$model" | tee "$OUT/model.sha256" | tee -a "$LOG"
     fi
-    tests=$(dirname "${TCA_BIN:?run through scripts/device.sh exec}")/tca_cuda_tests
-    # The stories260K models of the engine tests (scripts/device.sh pack bundles them).
+    : "${TCA_BIN:?run through scripts/device.sh exec}"
+    tests=$(cuda_tests_bin)
     export TCA_MODELS_DIR=${TCA_MODELS_DIR:-$(dirname "$TCA_BIN")/models}
     run_suite=0
     if [ -x "$tests" ] && [ "${CUDA_SUITE:-1}" = 1 ]; then
@@ -61,10 +73,8 @@ if [ "$mode" = eval ] || [ "$mode" = eval-run ]; then
         # The whole CUDA suite after the evaluation (CUDA_SUITE=0 skips it and the selection
         # tests; CUDA_SUITE_S is its limit), not beside it: in session 10, with the suite beside
         # the evaluation, both calibrations ran past the evaluation's deadline (not diagnosed;
-        # the suite's CPU references and the evaluation's processes shared 16 cores). Its log
-        # is $OUT/cuda_tests.log, failures and the summary only.
-        timeout "${CUDA_SUITE_S:-300}" "$tests" --gtest_brief=1 >"$OUT/cuda_tests.log" 2>&1
-        echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log"
+        # the suite's CPU references and the evaluation's processes shared 16 cores).
+        run_cuda_suite
     fi
     exit "$rc"
 fi
@@ -113,22 +123,14 @@ if [ "${GPU_SMOKE:-1}" = 1 ] && [ -n "${TCA_BIN:-}" ]; then
     ) >/tmp/smoke.log 2>&1 &
     smoke_pid=$!
 fi
-# The whole CUDA suite beside the training (CUDA_SUITE_BESIDE=1; the bundle of
-# scripts/device.sh pack, not pack tca): a correctness check that needs no idle GPU, so one call
-# gives both; $OUT/cuda_tests.log (summary and failures), limit CUDA_SUITE_S (default 300 s).
+# The whole CUDA suite beside the training (CUDA_SUITE_BESIDE=1): a correctness check that
+# needs no idle GPU, so one call gives both.
 suite_pid=""
-tests_bin=$(dirname "${TCA_BIN:-/nonexistent/tca}")/tca_cuda_tests
-if [ "${CUDA_SUITE_BESIDE:-0}" = 1 ] && [ -x "$tests_bin" ]; then
-    (
-        export TCA_MODELS_DIR=${TCA_MODELS_DIR:-$(dirname "$TCA_BIN")/models}
-        { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-          cat "$(dirname "$TCA_BIN")/GIT_SHA"; } >"$OUT/cuda_tests.log" 2>&1
-        timeout "${CUDA_SUITE_S:-300}" "$tests_bin" --gtest_brief=1 >>"$OUT/cuda_tests.log" 2>&1
-        echo "cuda test suite: exit $?" >>"$OUT/cuda_tests.log"
-    ) &
+if [ "${CUDA_SUITE_BESIDE:-0}" = 1 ] && [ -x "$(cuda_tests_bin)" ]; then
+    run_cuda_suite &
     suite_pid=$!
 elif [ "${CUDA_SUITE_BESIDE:-0}" = 1 ]; then
-    echo "CUDA_SUITE_BESIDE=1: no $tests_bin (carry the bundle of scripts/device.sh pack)" | tee -a "$LOG"
+    echo "CUDA_SUITE_BESIDE=1: no $(cuda_tests_bin) (carry the bundle of scripts/device.sh pack)" | tee -a "$LOG"
 fi
 python3 tools/train/train.py --run "$RUN" "${resume[@]}" --max-minutes "$train_min" --out "$OUT" 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}

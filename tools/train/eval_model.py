@@ -251,17 +251,13 @@ def main():
         cals = []
     # The calibrations run beside the evaluation jobs (dense needs no budgets): a job that reads
     # a budget file waits for its calibration (job "needs") and is skipped if it failed.
-    budgets = {}  # (key, tau) -> budget file, once calibrated
-    cal_done = {}  # (key, tau) -> exit code
-    if a.budget_file:
-        budgets[("kjv", tau0)] = a.budget_file
-        cal_done[("kjv", tau0)] = 0
+    given = {("kjv", tau0): a.budget_file} if a.budget_file else {}  # ready without calibrating
+    budgets = dict(given)  # (key, tau) -> budget file, once calibrated
+    cal_done = {k: 0 for k in given}  # (key, tau) -> exit code
     cond = threading.Condition()
 
     def budget_path(key, tau):
-        if a.budget_file and (key, tau) == ("kjv", tau0):
-            return a.budget_file
-        return os.path.join(work, f"budgets-{key}-tau{tau}.json")
+        return given.get((key, tau)) or os.path.join(work, f"budgets-{key}-tau{tau}.json")
 
     def calibrate(key, dom, tau, extra):
         name = f"{key}-tau{tau}"
